@@ -1,0 +1,226 @@
+"""The revoker application: app registration, service principal, admin consent, certificates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_azuread as azuread
+import pulumi_tls as tls
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig
+from provisioning.errors import ProvisioningError
+from revoke_ops.facts import GRAPH_APP_ID
+
+__all__ = ["TYPE_TOKEN", "RevokerApp", "RevokerAppArgs"]
+
+TYPE_TOKEN = "revoke-sessions:provisioning:RevokerApp"  # noqa: S105  # a Pulumi type token
+#: The default app role: assigning a group to it lets its members sign in when assignment is required.
+DEFAULT_ACCESS_ROLE = "00000000-0000-0000-0000-000000000000"
+#: Redirect URI for azure-identity's interactive browser credential (any port is accepted on localhost).
+LOCALHOST_REDIRECT = "http://localhost"
+
+
+@dataclass(frozen=True)
+class RevokerAppArgs:
+    """Inputs of :class:`RevokerApp`: the validated stack configuration."""
+
+    config: StackConfig
+
+
+def _thumbprints(pem: str) -> dict[str, str]:
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    return {
+        "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303  # Entra's x5t is SHA-1
+        "thumbprintSha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
+    }
+
+
+class RevokerApp(pulumi.ComponentResource):
+    """Registers the application that may revoke sign-in sessions in one tenant.
+
+    Children: the Application, its ServicePrincipal, one AppRoleAssignment per application
+    permission and principal (admin consent), a delegated permission grant per consent target
+    (admin consent for scopes), an optional operators-group assignment, and one
+    ApplicationCertificate per certificate slot (with a pulumi-tls key and certificate for
+    generated slots).
+    """
+
+    client_id: pulumi.Output[str]
+    application_object_id: pulumi.Output[str]
+    service_principal_object_id: pulumi.Output[str]
+    certificates: pulumi.Output[list[dict[str, Any]]]
+    #: PEM of the newest generated slot's certificate, or None when every slot is supplied.
+    certificate_pem: pulumi.Output[str] | None
+    #: PKCS#8 PEM of the newest generated slot's private key (a secret), or None.
+    private_key_pem: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: RevokerAppArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(TYPE_TOKEN, name, None, opts)
+        cfg = args.config
+        child = pulumi.ResourceOptions(parent=self)
+        protected = pulumi.ResourceOptions(parent=self, protect=cfg.protect)
+
+        # Looked up, never adopted: destroying this stack must not touch Microsoft Graph itself.
+        graph = azuread.get_service_principal(client_id=GRAPH_APP_ID, opts=pulumi.InvokeOptions(parent=self))
+        role_ids = {n: _lookup(graph.app_role_ids, n, "app role") for n in cfg.application_permissions}
+        scope_ids = {
+            n: _lookup(graph.oauth2_permission_scope_ids, n, "delegated scope") for n in cfg.delegated_permissions
+        }
+        owners = list(cfg.owners) or [azuread.get_client_config(opts=pulumi.InvokeOptions(parent=self)).object_id]
+
+        resource_access: list[azuread.ApplicationRequiredResourceAccessResourceAccessArgsDict] = [
+            {"id": i, "type": "Role"} for i in role_ids.values()
+        ]
+        resource_access += [{"id": i, "type": "Scope"} for i in scope_ids.values()]
+        app = azuread.Application(
+            f"{name}-app",
+            display_name=cfg.display_name,
+            sign_in_audience="AzureADMyOrg",
+            owners=owners,
+            prevent_duplicate_names=True,
+            required_resource_accesses=[{"resource_app_id": GRAPH_APP_ID, "resource_accesses": resource_access}],
+            # Delegated sign-in: a public client (no secret) with the device code flow enabled and a
+            # localhost redirect for the interactive browser flow.
+            fallback_public_client_enabled=cfg.delegated,
+            public_client={"redirect_uris": [LOCALHOST_REDIRECT]} if cfg.delegated else None,
+            notes="Managed by Pulumi (revoke-sessions): revokes users' sign-in sessions during incidents.",
+            tags=["revoke-sessions", f"mode:{cfg.permission_mode}"],
+            opts=protected,
+        )
+        sp = azuread.ServicePrincipal(
+            f"{name}-sp",
+            client_id=app.client_id,
+            owners=owners,
+            app_role_assignment_required=cfg.operators_group is not None,
+            tags=["revoke-sessions"],
+            opts=protected,
+        )
+
+        # Admin consent for application permissions: one assignment per permission and principal.
+        principals: list[tuple[str, pulumi.Input[str]]] = [("app", sp.object_id)]
+        principals += [(f"principal{i + 1}", pid) for i, pid in enumerate(cfg.grant_to_principals)]
+        for label, principal in principals:
+            for perm, role_id in role_ids.items():
+                azuread.AppRoleAssignment(
+                    f"{name}-{label}-{perm}",
+                    app_role_id=role_id,
+                    principal_object_id=principal,
+                    resource_object_id=graph.object_id,
+                    opts=child,
+                )
+
+        # Admin consent for delegated permissions (claim values are scope NAMES).
+        if cfg.delegated:
+            targets: list[tuple[str, str | None]] = [
+                (f"user{i + 1}", u) for i, u in enumerate(cfg.delegated_consent_users)
+            ]
+            for label, user in targets or [("all", None)]:
+                azuread.ServicePrincipalDelegatedPermissionGrant(
+                    f"{name}-delegated-{label}",
+                    service_principal_object_id=sp.object_id,
+                    resource_service_principal_object_id=graph.object_id,
+                    claim_values=list(scope_ids),
+                    user_object_id=user,
+                    opts=child,
+                )
+        if cfg.operators_group is not None:
+            azuread.AppRoleAssignment(
+                f"{name}-operators",
+                app_role_id=DEFAULT_ACCESS_ROLE,
+                principal_object_id=cfg.operators_group,
+                resource_object_id=sp.object_id,
+                opts=child,
+            )
+
+        entries: list[pulumi.Output[dict[str, Any]]] = []
+        self.certificate_pem = None
+        self.private_key_pem = None
+        for slot in cfg.certificates:
+            if isinstance(slot, GeneratedCertificate):
+                entry, cert_pem, key_pem = self._generated(name, slot, cfg, app, child)
+                # Rotation appends slots, so the newest generated slot is the one operators use.
+                self.certificate_pem, self.private_key_pem = cert_pem, key_pem
+            else:
+                entry = self._provided(name, slot, app, child)
+            entries.append(entry)
+
+        self.client_id = app.client_id
+        self.application_object_id = app.object_id
+        self.service_principal_object_id = sp.object_id
+        self.certificates = pulumi.Output.all(*entries)
+        self.register_outputs(
+            {
+                "clientId": self.client_id,
+                "applicationObjectId": self.application_object_id,
+                "servicePrincipalObjectId": self.service_principal_object_id,
+                "certificates": self.certificates,
+            }
+        )
+
+    def _generated(
+        self,
+        name: str,
+        slot: GeneratedCertificate,
+        cfg: StackConfig,
+        app: azuread.Application,
+        child: pulumi.ResourceOptions,
+    ) -> tuple[pulumi.Output[dict[str, Any]], pulumi.Output[str], pulumi.Output[str]]:
+        key = tls.PrivateKey(f"{name}-{slot.name}-key", algorithm="RSA", rsa_bits=slot.rsa_bits, opts=child)
+        cert = tls.SelfSignedCert(
+            f"{name}-{slot.name}-cert",
+            private_key_pem=key.private_key_pem,
+            subject={"common_name": f"{cfg.display_name} ({slot.name})"},
+            validity_period_hours=slot.validity_days * 24,
+            allowed_uses=["digital_signature", "client_auth"],
+            opts=child,
+        )
+        credential = azuread.ApplicationCertificate(
+            f"{name}-{slot.name}",
+            application_id=app.id,
+            type="AsymmetricX509Cert",
+            encoding="pem",
+            value=cert.cert_pem,
+            end_date=cert.validity_end_time,
+            opts=child,
+        )
+        entry = pulumi.Output.all(cert.cert_pem, credential.key_id, cert.validity_end_time).apply(
+            lambda v: {"slot": slot.name, "source": "generated", **_thumbprints(v[0]), "keyId": v[1], "notAfter": v[2]}
+        )
+        return entry, cert.cert_pem, pulumi.Output.secret(key.private_key_pem_pkcs8)
+
+    def _provided(
+        self, name: str, slot: ProvidedCertificate, app: azuread.Application, child: pulumi.ResourceOptions
+    ) -> pulumi.Output[dict[str, Any]]:
+        not_after = slot.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+        credential = azuread.ApplicationCertificate(
+            f"{name}-{slot.name}",
+            application_id=app.id,
+            type="AsymmetricX509Cert",
+            encoding="pem",
+            value=slot.pem,
+            end_date=not_after,
+            opts=child,
+        )
+        return credential.key_id.apply(
+            lambda key_id: {
+                "slot": slot.name,
+                "source": "provided",
+                **_thumbprints(slot.pem),
+                "keyId": key_id,
+                "notAfter": not_after,
+            }
+        )
+
+
+def _lookup(ids: Mapping[str, str] | None, name: str, kind: str) -> str:
+    try:
+        return (ids or {})[name]
+    except KeyError:
+        raise ProvisioningError(
+            f"the Microsoft Graph service principal in this tenant has no {kind} named {name}"
+        ) from None

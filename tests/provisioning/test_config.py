@@ -1,0 +1,308 @@
+"""Stack config validation: every invalid value names the key, the value and what is allowed."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from provisioning.config import (
+    DEFAULT_CERTIFICATES,
+    DEFAULTS,
+    GeneratedCertificate,
+    ProvidedCertificate,
+    load,
+)
+from provisioning.errors import StackConfigError
+from revoke_ops.facts import CLOUDS
+from tests.certs import make_certificate, sha1_thumbprint, sha256_fingerprint
+
+TENANT = "5a1db0c5-0000-4000-8000-00000000beef"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def load_ok(raw: dict[str, Any], **azuread: str) -> Any:
+    return load(raw, azuread={"tenantId": TENANT, **azuread}, environ={})
+
+
+def error_of(
+    raw: dict[str, Any],
+    *,
+    azuread: dict[str, str] | None = None,
+    environ: dict[str, str] | None = None,
+    base_dir: Path | None = None,
+) -> str:
+    with pytest.raises(StackConfigError) as info:
+        load(
+            raw, azuread={"tenantId": TENANT} if azuread is None else azuread, environ=environ or {}, base_dir=base_dir
+        )
+    return str(info.value)
+
+
+def test_defaults_give_application_mode_with_user_read_and_one_generated_slot():
+    cfg = load_ok({})
+    assert cfg.permission_mode == "application"
+    assert cfg.application_permissions == ("User.RevokeSessions.All", "User.Read.All")
+    assert cfg.delegated_permissions == ()
+    assert cfg.certificates == (GeneratedCertificate("primary", 2048, 365),)
+    assert cfg.cloud == CLOUDS["public"]
+    assert cfg.owners == ()
+    assert cfg.operators_group is None
+    assert cfg.protect is False
+
+
+def test_pulumi_yaml_declares_every_key_with_the_loaders_default():
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    declared = project["config"]
+    assert set(declared) == set(DEFAULTS), "Pulumi.yaml and provisioning/config.py declare different keys"
+    for key, spec in declared.items():
+        assert "default" in spec, f"{key} has no default in Pulumi.yaml, so every stack would have to set it"
+        assert spec["default"] == DEFAULTS[key], f"Pulumi.yaml default of {key} differs from the loader's"
+        assert spec["type"] in ("string", "boolean", "integer", "array")
+    assert project["stackConfigDir"] == "stacks"
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == ".venv"
+    # The structured key is documented there, with the loader's default.
+    text = (ROOT / "Pulumi.yaml").read_text()
+    assert "revoke-sessions:certificates" in text
+    assert DEFAULT_CERTIFICATES == [{"name": "primary", "rsaBits": 2048, "validityDays": 365}]
+
+
+def test_values_arrive_as_pulumi_strings():
+    cfg = load_ok(
+        {
+            "permissionMode": "both",
+            "readPermissions": json.dumps(["GroupMember.Read.All", "User.Read.All"]),
+            "protect": "true",
+            "owners": json.dumps(["AAAAAAAA-0000-4000-8000-000000000001"]),
+        }
+    )
+    assert cfg.permission_mode == "both"
+    # canonical order, whatever the stack file's order
+    assert cfg.read_permissions == ("User.Read.All", "GroupMember.Read.All")
+    assert cfg.protect is True
+    assert cfg.owners == ("aaaaaaaa-0000-4000-8000-000000000001",)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (
+            {"permissionMode": "app"},
+            "revoke-sessions:permissionMode must be one of application, delegated, both (got 'app')",
+        ),
+        (
+            {"readPermissions": '["Directory.Read.All"]'},
+            "revoke-sessions:readPermissions must list only User.Read.All, GroupMember.Read.All, "
+            "RoleManagement.Read.Directory (got 'Directory.Read.All')",
+        ),
+        (
+            {"readPermissions": "User.Read.All"},
+            "revoke-sessions:readPermissions must be a YAML list (got 'User.Read.All')",
+        ),
+        ({"protect": "yes"}, "revoke-sessions:protect must be true or false (got 'yes')"),
+        ({"displayName": ""}, "revoke-sessions:displayName must be 1 to 120 characters (got '')"),
+        (
+            {"owners": '["not-a-guid"]'},
+            "revoke-sessions:owners must list user or service principal object ids (GUIDs) (got 'not-a-guid')",
+        ),
+        (
+            {"operatorsGroup": "ops", "permissionMode": "both"},
+            "revoke-sessions:operatorsGroup must be a group object id (a GUID) (got 'ops')",
+        ),
+        (
+            {"operatorsGroup": "0f1e2d3c-4b5a-4697-8877-665544332211"},
+            "revoke-sessions:operatorsGroup only applies with permissionMode delegated or both",
+        ),
+        (
+            {"grantToPrincipals": '["0f1e2d3c-4b5a-4697-8877-665544332211"]', "permissionMode": "delegated"},
+            "revoke-sessions:grantToPrincipals receive application permissions",
+        ),
+        ({"permisionMode": "both"}, "revoke-sessions:permisionMode is not a known key; known keys: authorityHost,"),
+        (
+            {"cloud": "azure"},
+            "revoke-sessions:cloud must be one of public, usgovernment, usgovernmentdod, china, custom (got 'azure')",
+        ),
+        (
+            {"cloud": "custom", "authorityHost": "https://login.example"},
+            "revoke-sessions:graphEndpoint must be an https:// URL ending in /v1.0 with cloud custom (got '')",
+        ),
+        (
+            {
+                "cloud": "custom",
+                "authorityHost": "http://127.0.0.1:8443",
+                "graphEndpoint": "https://g.example/v1.0",
+                "graphScope": "https://g.example/.default",
+            },
+            "revoke-sessions:authorityHost must be an https:// URL with cloud custom (got 'http://127.0.0.1:8443')",
+        ),
+        ({"graphEndpoint": "https://g.example/v1.0"}, "revoke-sessions:graphEndpoint only applies with cloud custom"),
+        (
+            {"certificates": '[{"name": "a", "validityDays": 731}]'},
+            "revoke-sessions:certificates[0].validityDays must be a whole number of days from 1 to 730 (got 731)",
+        ),
+        (
+            {"certificates": '[{"name": "a", "validityDays": 0}]'},
+            "revoke-sessions:certificates[0].validityDays must be a whole number of days from 1 to 730 (got 0)",
+        ),
+        (
+            {"certificates": '[{"name": "a", "rsaBits": 1024}]'},
+            "revoke-sessions:certificates[0].rsaBits must be one of 2048, 3072, 4096 (got 1024)",
+        ),
+        ({"certificates": "[]"}, "revoke-sessions:certificates must be a non-empty list of certificate slots"),
+        (
+            {"certificates": '[{"name": "a"}, {"name": "a"}]'},
+            "revoke-sessions:certificates[1].name 'a' is used by more than one slot",
+        ),
+        (
+            {"certificates": '[{"name": "Bad Name"}]'},
+            "revoke-sessions:certificates[0].name must be 1-32 lowercase letters, digits or dashes (got 'Bad Name')",
+        ),
+        (
+            {"certificates": '[{"name": "a", "pem": "x", "rsaBits": 2048}]'},
+            "revoke-sessions:certificates[0] has rsaBits, not allowed in a supplied-certificate slot",
+        ),
+    ],
+)
+def test_invalid_values_name_the_key_value_and_what_is_allowed(raw: dict[str, Any], expected: str):
+    assert expected in error_of(raw)
+
+
+def test_all_problems_are_reported_at_once():
+    message = error_of({"permissionMode": "app", "cloud": "mars"})
+    assert message.startswith("2 problems in the stack configuration:")
+    assert "permissionMode" in message
+    assert "cloud" in message
+
+
+def test_missing_tenant_says_what_to_set():
+    message = error_of({}, azuread={})
+    assert "azuread:tenantId is required in every stack" in message
+    assert "pulumi config set azuread:tenantId" in message
+    assert "azuread:tenantId must be a tenant id (a GUID) (got 'contoso')" in error_of(
+        {}, azuread={"tenantId": "contoso"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("cloud", "environment", "ok"),
+    [
+        ("public", "global", True),
+        ("public", "public", True),
+        ("usgovernment", "usgovernmentl4", True),
+        ("usgovernmentdod", "dod", True),
+        ("china", "china", True),
+        ("public", "usgovernmentl4", False),
+        ("usgovernment", "global", False),
+        ("usgovernmentdod", "usgovernmentl4", False),
+    ],
+)
+def test_cloud_must_agree_with_the_azuread_environment(cloud: str, environment: str, ok: bool):
+    raw = {"cloud": cloud}
+    if ok:
+        assert load_ok(raw, environment=environment).cloud.name == cloud
+    else:
+        message = error_of(raw, azuread={"tenantId": TENANT, "environment": environment})
+        assert (
+            f"revoke-sessions:cloud is {cloud!r} but the azuread provider's environment "
+            f"(azuread:environment) is {environment!r}" in message
+        )
+
+
+def test_cloud_mismatch_with_arm_environment_variable():
+    message = error_of({"cloud": "china"}, environ={"ARM_ENVIRONMENT": "public"})
+    assert "environment (ARM_ENVIRONMENT) is 'public'" in message
+    assert "for this cloud it must be one of china" in message
+
+
+def test_national_and_custom_cloud_endpoints():
+    gov = load_ok({"cloud": "usgovernmentdod"}).cloud
+    assert gov.graph_endpoint == "https://dod-graph.microsoft.us/v1.0"
+    assert gov.graph_scope == "https://dod-graph.microsoft.us/.default"
+    custom = load_ok(
+        {
+            "cloud": "custom",
+            "authorityHost": "https://127.0.0.1:8443/",
+            "graphEndpoint": "https://127.0.0.1:8443/v1.0/",
+            "graphScope": "https://graph.microsoft.com/.default",
+        }
+    ).cloud
+    # no trailing slash: otherwise Graph paths become /v1.0//users
+    assert custom.authority_host == "https://127.0.0.1:8443"
+    assert custom.graph_endpoint == "https://127.0.0.1:8443/v1.0"
+
+
+def provided(pem: str) -> dict[str, str]:
+    return {"certificates": json.dumps([{"name": "ops", "pem": pem}])}
+
+
+def test_supplied_certificate_is_read_with_thumbprints_and_expiry():
+    cert, _key = make_certificate(days=100)
+    cfg = load_ok(provided(cert))
+    (slot,) = cfg.certificates
+    assert isinstance(slot, ProvidedCertificate)
+    assert slot.sha1_thumbprint == sha1_thumbprint(cert)
+    assert slot.sha256_fingerprint == sha256_fingerprint(cert)
+    assert timedelta(days=99) < slot.not_after - datetime.now(UTC) <= timedelta(days=100)
+    assert "BEGIN" not in repr(slot), "the slot's repr must not carry PEM text"
+
+
+def test_supplied_certificate_from_a_file_relative_to_the_project(tmp_path: Path):
+    cert, _key = make_certificate()
+    (tmp_path / "certs").mkdir()
+    (tmp_path / "certs" / "ops.pem").write_text(cert)
+    raw = {"certificates": json.dumps([{"name": "ops", "pemFile": "certs/ops.pem"}])}
+    cfg = load(raw, azuread={"tenantId": TENANT}, environ={}, base_dir=tmp_path)
+    assert cfg.certificates[0].source == "provided"
+    missing = error_of({"certificates": json.dumps([{"name": "ops", "pemFile": "nope.pem"}])}, base_dir=tmp_path)
+    assert f"revoke-sessions:certificates[0].pemFile cannot be read: {tmp_path / 'nope.pem'}" in missing
+
+
+def assert_no_key_material(message: str, *pems: str) -> None:
+    assert "-----BEGIN" not in message
+    for pem in pems:
+        body = "".join(pem.strip().splitlines()[1:-1])
+        for i in range(0, len(body) - 16, 16):
+            assert body[i : i + 16] not in message, "the error message leaks PEM material"
+
+
+def test_non_rsa_certificate_is_refused_by_fingerprint():
+    cert, key = make_certificate(key_type="ec")
+    message = error_of(provided(cert))
+    assert f"revoke-sessions:certificates[0].pem (certificate SHA-256 {sha256_fingerprint(cert)})" in message
+    assert "only RSA keys are allowed" in message
+    assert_no_key_material(message, cert, key)
+
+
+def test_expired_supplied_certificate_is_refused():
+    cert, key = make_certificate(days=10, not_before=datetime.now(UTC) - timedelta(days=20))
+    message = error_of(provided(cert))
+    assert f"(certificate SHA-256 {sha256_fingerprint(cert)}) expired on" in message
+    assert "supply a current certificate" in message
+    assert_no_key_material(message, cert, key)
+
+
+def test_bad_pem_is_refused_without_echoing_it():
+    cert, key = make_certificate()
+    garbled = cert.replace("M", "#", 3)
+    message = error_of(provided(garbled))
+    assert "revoke-sessions:certificates[0].pem is not a PEM X.509 certificate" in message
+    assert_no_key_material(message, cert, key)
+
+
+def test_a_private_key_is_never_accepted_into_state():
+    cert, key = make_certificate()
+    message = error_of(provided(cert + key))
+    assert "contains a private key: supply only the public certificate" in message
+    assert_no_key_material(message, cert, key)
+
+
+def test_small_rsa_key_is_refused():
+    cert, key = make_certificate(bits=1024)
+    message = error_of(provided(cert))
+    assert "has an RSA-1024 key; at least RSA-2048 is required" in message
+    assert_no_key_material(message, cert, key)
