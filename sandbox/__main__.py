@@ -1,0 +1,124 @@
+"""``python -m sandbox serve|apply``: run the emulated tenant, apply a stack to it."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from sandbox.graph import Faults
+from sandbox.server import Latency, Sandbox, SandboxOptions
+
+
+def _serve(args: argparse.Namespace) -> int:
+    faults = Faults(
+        error_5xx=args.fault_5xx,
+        item_429=args.fault_item_429,
+        reset=args.fault_reset,
+        stall=args.fault_stall,
+        stall_seconds=args.stall_seconds,
+        malformed=args.fault_malformed,
+    )
+    options = SandboxOptions(
+        users=args.users,
+        groups=args.groups,
+        group_size=args.group_size,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        throttling=not args.no_throttling,
+        latency=Latency(args.latency_median_ms, args.latency_p99_ms),
+        faults=faults,
+        consent_delay=args.consent_delay,
+        auto_approve_user=args.auto_approve_user,
+        port=args.port,
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sandbox = Sandbox(args.state_dir, options)
+    info = sandbox.start()
+    print(json.dumps(info, indent=2), flush=True)
+    print(f"sandbox: serving tenant {info['tenantId']} at {info['authorityHost']} (Ctrl-C stops)", file=sys.stderr)
+    try:
+        stop.wait()
+    finally:
+        sandbox.stop()
+        (Path(args.state_dir) / "sandbox.json").unlink(missing_ok=True)
+        print("sandbox: stopped", file=sys.stderr)
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from sandbox.apply import ApplyError, apply
+
+    try:
+        outputs = apply(Path(args.state_dir), args.stack, Path(args.out))
+    except ApplyError as err:
+        print(f"sandbox apply: error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"sandbox apply: stack {args.stack} applied; client id {outputs['clientId']}, "
+        f"bundle written to {args.out} (mode 0600)",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _apply_child(args: argparse.Namespace) -> int:
+    from sandbox.apply import run_in_subprocess
+
+    try:
+        result = run_in_subprocess(Path(args.state_dir), args.stack)
+    except Exception as err:  # noqa: BLE001  # reported to the parent as one line
+        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    json.dump(result, sys.stdout, default=str)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local emulated Entra tenant.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the emulated tenant on 127.0.0.1 until Ctrl-C / SIGTERM")
+    serve.add_argument("--state-dir", type=Path, required=True, help="where sandbox.json, the CA and keys are written")
+    serve.add_argument("--users", type=int, default=2000)
+    serve.add_argument("--groups", type=int, default=20)
+    serve.add_argument("--group-size", type=int, default=300, help="members of compromised-sales (transitively)")
+    serve.add_argument("--seed", type=int, default=1)
+    serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    serve.add_argument(
+        "--time-scale", type=float, default=1.0, help="compress every modelled duration (0.1 = 10x faster)"
+    )
+    serve.add_argument("--no-throttling", action="store_true")
+    serve.add_argument("--latency-median-ms", type=float, default=0.0)
+    serve.add_argument("--latency-p99-ms", type=float, default=0.0)
+    serve.add_argument(
+        "--consent-delay", type=float, default=0.0, help="modelled seconds before new consent shows in tokens"
+    )
+    serve.add_argument("--auto-approve-user", help="UPN that approves device codes and interactive sign-ins")
+    serve.add_argument("--fault-5xx", type=float, default=0.0)
+    serve.add_argument("--fault-item-429", type=float, default=0.0)
+    serve.add_argument("--fault-reset", type=float, default=0.0)
+    serve.add_argument("--fault-stall", type=float, default=0.0)
+    serve.add_argument("--stall-seconds", type=float, default=0.0)
+    serve.add_argument("--fault-malformed", type=float, default=0.0)
+    serve.set_defaults(func=_serve)
+    app = commands.add_parser("apply", help="apply a stack to the running sandbox and write its bundle")
+    app.add_argument("--state-dir", type=Path, required=True)
+    app.add_argument("--stack", default="sandbox")
+    app.add_argument("--out", type=Path, required=True, help="bundle file to write (mode 0600)")
+    app.set_defaults(func=_apply)
+    child = commands.add_parser("_apply-child", help=argparse.SUPPRESS)
+    child.add_argument("--state-dir", type=Path, required=True)
+    child.add_argument("--stack", required=True)
+    child.set_defaults(func=_apply_child)
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,464 @@
+"""The sandbox's HTTPS server (aiohttp) on 127.0.0.1, run on its own thread or as a command."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import math
+import os
+import random
+import ssl
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from sandbox.catalog import BY_NAME, GRAPH_SP_ID
+from sandbox.graph import Faults, Graph, Request
+from sandbox.identity import IdentityPlatform, IdentitySettings, TokenError
+from sandbox.tenant import Application, ServicePrincipal, Tenant, iso, seed
+from sandbox.throttle import Clock, ThrottleModel
+
+SANDBOX_TENANT_ID = "5a1db0c5-0000-4000-8000-00000000beef"  # as committed in stacks/Pulumi.sandbox.yaml
+GRAPH_RESOURCE = "https://graph.microsoft.com"
+DEPLOYER_ROLES = (
+    "Application.ReadWrite.All",
+    "AppRoleAssignment.ReadWrite.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "User.Read.All",
+)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    path.chmod(0o600)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def make_tls(state_dir: Path) -> tuple[Path, ssl.SSLContext]:
+    """Create the sandbox's own CA and a server certificate for 127.0.0.1 / localhost."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("revoke-sessions sandbox CA"))
+        .issuer_name(_name("revoke-sessions sandbox CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path = state_dir / "ca.pem"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    server_path = state_dir / "server.pem"
+    _write_private(
+        server_path,
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        + cert.public_bytes(serialization.Encoding.PEM),
+    )
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(server_path)
+    return ca_path, context
+
+
+def make_client_certificate(common_name: str, days: int = 30) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    start = datetime.now(UTC) - timedelta(minutes=5)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(start + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def key_credential(cert: x509.Certificate) -> dict[str, Any]:
+    import base64
+
+    return {
+        "keyId": None,
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "key": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
+        "startDateTime": iso(cert.not_valid_before_utc),
+        "endDateTime": iso(cert.not_valid_after_utc),
+    }
+
+
+@dataclass
+class Latency:
+    """Lognormal latency (modelled milliseconds) added to every Graph request; 0 = none."""
+
+    median_ms: float = 0.0
+    p99_ms: float = 0.0
+
+    def sample(self, rng: random.Random) -> float:
+        if self.median_ms <= 0:
+            return 0.0
+        sigma = max(0.0, math.log(max(self.p99_ms, self.median_ms) / self.median_ms) / 2.326)
+        return rng.lognormvariate(math.log(self.median_ms), sigma) / 1000.0
+
+
+@dataclass
+class SandboxOptions:
+    users: int = 2000
+    groups: int = 20
+    group_size: int = 300
+    seed: int = 1
+    time_scale: float = 1.0
+    throttling: bool = True
+    latency: Latency = field(default_factory=Latency)
+    faults: Faults = field(default_factory=Faults)
+    consent_delay: float = 0.0
+    auto_approve_user: str | None = None
+    port: int = 0
+
+
+class Sandbox:
+    """One emulated tenant and its HTTPS server. Use as a context manager (serves on a thread)."""
+
+    def __init__(self, state_dir: Path, options: SandboxOptions | None = None) -> None:
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.options = options or SandboxOptions()
+        self.rng = random.Random(self.options.seed + 1)
+        self.clock = Clock(self.options.time_scale)
+        self.tenant = seed(
+            Tenant(SANDBOX_TENANT_ID, self.options.seed),
+            self.options.users,
+            self.options.groups,
+            self.options.group_size,
+        )
+        self.throttle = ThrottleModel(self.clock, len(self.tenant.users), enabled=self.options.throttling)
+        self.latency = self.options.latency
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self.info: dict[str, Any] = {}
+
+    # -- setup -------------------------------------------------------------------------------
+    def _build(self, base_url: str) -> web.Application:
+        self.identity = IdentityPlatform(
+            self.tenant,
+            self.clock,
+            base_url,
+            GRAPH_RESOURCE,
+            IdentitySettings(self.options.consent_delay, self.options.auto_approve_user),
+        )
+        self.graph = Graph(self.tenant, self.identity, self.throttle, base_url, self.options.faults, self.rng)
+        app = web.Application(client_max_size=16 * 1024 * 1024)
+        tenant_paths = "/{tenant}"
+        app.router.add_get(tenant_paths + "/v2.0/.well-known/openid-configuration", self._discovery)
+        app.router.add_get(tenant_paths + "/discovery/v2.0/keys", self._jwks)
+        app.router.add_post(tenant_paths + "/oauth2/v2.0/token", self._token)
+        app.router.add_post(tenant_paths + "/oauth2/v2.0/devicecode", self._devicecode)
+        app.router.add_get(tenant_paths + "/oauth2/v2.0/authorize", self._authorize)
+        app.router.add_route("*", "/v1.0/{path:.*}", self._graph)
+        app.router.add_get("/_control/state", self._control_state)
+        app.router.add_get("/_control/revocations", self._control_revocations)
+        app.router.add_post("/_control/settings", self._control_settings)
+        app.router.add_post("/_control/devicecode", self._control_device)
+        return app
+
+    def _seed_deployer(self) -> dict[str, str]:
+        """The identity `python -m sandbox apply` deploys with (like a pipeline's deployer app)."""
+        cert, key = make_client_certificate("sandbox deployer")
+        app = self.register_app("sandbox-deployer", cert, app_roles=DEPLOYER_ROLES)
+        path = self.state_dir / "deployer.pem"
+        _write_private(
+            path,
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            + cert.public_bytes(serialization.Encoding.PEM),
+        )
+        return {"clientId": app.app_id, "certificatePath": str(path)}
+
+    def register_app(
+        self,
+        name: str,
+        cert: x509.Certificate | None = None,
+        *,
+        app_roles: tuple[str, ...] | list[str] = (),
+        scopes: tuple[str, ...] | list[str] = (),
+        public_client: bool = False,
+        assignment_required: bool = False,
+    ) -> Application:
+        """Register an app with a service principal and admin consent, directly (test set-up)."""
+        tenant = self.tenant
+        app = Application(
+            tenant.new_id(),
+            tenant.new_id(),
+            name,
+            is_fallback_public_client=public_client,
+            redirect_uris=["http://localhost"] if public_client else [],
+        )
+        if cert is not None:
+            app.key_credentials.append({**key_credential(cert), "keyId": tenant.new_id()})
+        tenant.applications[app.id] = app
+        sp = ServicePrincipal(tenant.new_id(), app.app_id, name, app_role_assignment_required=assignment_required)
+        tenant.service_principals[sp.id] = sp
+        tenant.grant_app_roles(sp.id, list(app_roles), created=self.clock.now())
+        if scopes:
+            from sandbox.tenant import PermissionGrant
+
+            for scope in scopes:
+                assert BY_NAME[scope].scope_id
+            gid = tenant.new_id()
+            tenant.grants[gid] = PermissionGrant(
+                gid, sp.id, "AllPrincipals", None, GRAPH_SP_ID, " ".join(scopes), self.clock.now()
+            )
+        return app
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def __enter__(self) -> Sandbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> dict[str, Any]:
+        """Start serving on a background thread; return the connection info (also in sandbox.json)."""
+        self._thread = threading.Thread(target=self._serve_thread, name="sandbox", daemon=True)
+        self._thread.start()
+        self._ready.wait(60)
+        if self._error is not None:
+            raise RuntimeError(f"the sandbox failed to start: {self._error}") from self._error
+        return self.info
+
+    def _serve_thread(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._start_async())
+        except BaseException as err:  # noqa: BLE001  # reported to the starting thread
+            self._error = err
+            self._ready.set()
+            return
+        self._ready.set()
+        loop.run_forever()
+        loop.run_until_complete(self._stop_async())
+        loop.close()
+
+    async def _start_async(self) -> None:
+        ca_path, context = make_tls(self.state_dir)
+        # Bind first to learn the port: every URL the sandbox hands out carries it.
+        import socket
+
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", self.options.port))
+        port = sock.getsockname()[1]
+        base_url = f"https://127.0.0.1:{port}"
+        app = self._build(base_url)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.SockSite(self._runner, sock, ssl_context=context)
+        await site.start()
+        deployer = self._seed_deployer()
+        samples = [
+            self.tenant.user(f"{alias}@contoso-sandbox.onmicrosoft.com")
+            for alias in ("breakglass1", "admin.global", "admin.helpdesk", "operator")
+        ]
+        samples += self.tenant.users[-3:]
+        self.info = {
+            "tenantId": self.tenant.tenant_id,
+            "authorityHost": base_url,
+            "graphEndpoint": f"{base_url}/v1.0",
+            "graphScope": f"{GRAPH_RESOURCE}/.default",
+            "caBundle": str(ca_path),
+            "controlEndpoint": f"{base_url}/_control",
+            "sampleUsers": [{"id": u.id, "userPrincipalName": u.user_principal_name} for u in samples if u],
+            "groups": {g.display_name: g.id for g in list(self.tenant.groups.values())[:5]},
+            "deployer": deployer,
+            "timeScale": self.options.time_scale,
+        }
+        path = self.state_dir / "sandbox.json"
+        _write_private(path, json.dumps(self.info, indent=2).encode())
+
+    async def _stop_async(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(30)
+            self._loop = None
+
+    def call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``func(*args, **kwargs)`` on the server's loop (safe access to tenant state from tests)."""
+        assert self._loop is not None
+
+        async def run() -> Any:
+            return func(*args, **kwargs)
+
+        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(30)
+
+    # -- handlers --------------------------------------------------------------------------------
+    def _check_tenant(self, request: web.Request) -> web.Response | None:
+        tenant = request.match_info["tenant"]
+        if tenant.lower() not in (self.tenant.tenant_id, "organizations", "common"):
+            err = TokenError(
+                "invalid_tenant",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the "
+                "correct tenant ID and are signing into the correct cloud.",
+            )
+            return web.json_response(err.body(), status=400)
+        return None
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        return self._check_tenant(request) or web.json_response(self.identity.discovery())
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        return web.json_response(self.identity.jwks())
+
+    async def _token(self, request: web.Request) -> web.Response:
+        refused = self._check_tenant(request)
+        if refused:
+            return refused
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        token_url = f"{self.identity.base_url}{request.path}"
+        try:
+            return web.json_response(self.identity.token(form, token_url))
+        except TokenError as err:
+            return web.json_response(err.body(), status=err.status)
+
+    async def _devicecode(self, request: web.Request) -> web.Response:
+        refused = self._check_tenant(request)
+        if refused:
+            return refused
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        try:
+            return web.json_response(self.identity.start_device_flow(form))
+        except TokenError as err:
+            return web.json_response(err.body(), status=err.status)
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        refused = self._check_tenant(request)
+        if refused:
+            return refused
+        try:
+            location = self.identity.authorize(dict(request.query))
+        except TokenError as err:
+            return web.json_response(err.body(), status=err.status)
+        raise web.HTTPFound(location)
+
+    async def _graph(self, request: web.Request) -> web.StreamResponse:
+        delay = self.latency.sample(self.rng)
+        faults = self.graph.faults
+        if faults.stall and self.rng.random() < faults.stall:
+            delay += faults.stall_seconds
+        if delay:
+            await asyncio.sleep(self.clock.real(delay))
+        if faults.reset and self.rng.random() < faults.reset:
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=500)
+        raw = await request.read()
+        body: Any = None
+        if raw:
+            try:
+                body = json.loads(raw)
+            except json.JSONDecodeError:
+                return web.json_response({"error": {"code": "BadRequest", "message": "Invalid JSON body."}}, status=400)
+        graph_request = Request(
+            method=request.method,
+            path="/" + request.match_info["path"],
+            query=dict(request.query),
+            headers={k.lower(): v for k, v in request.headers.items()},
+            body=body,
+        )
+        response = self.graph.handle(graph_request, request.headers.get("Authorization"))
+        if faults.malformed and response.status == 200 and self.rng.random() < faults.malformed:
+            text = json.dumps(response.body)
+            return web.Response(status=200, text=text[: max(1, len(text) // 2)], headers=response.headers)
+        if response.body is None:
+            return web.Response(status=response.status, headers=response.headers)
+        return web.Response(status=response.status, text=json.dumps(response.body), headers=response.headers)
+
+    # -- control ---------------------------------------------------------------------------------
+    async def _control_state(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "requests": self.graph.request_count,
+                "statusCounts": {str(k): v for k, v in self.graph.status_counts.items()},
+                "throttled": self.throttle.throttled_count,
+                "revocations": len(self.tenant.revocations),
+                "users": len(self.tenant.users),
+            }
+        )
+
+    async def _control_revocations(self, request: web.Request) -> web.Response:
+        return web.json_response([r.to_json() for r in self.tenant.revocations])
+
+    async def _control_settings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            if "faults" in body:
+                self.graph.faults.update(body["faults"])
+            if "consentDelay" in body:
+                self.identity.settings.consent_delay = float(body["consentDelay"])
+            if "autoApproveUser" in body:
+                self.identity.settings.auto_approve_user = body["autoApproveUser"]
+            if "throttling" in body:
+                self.throttle.enabled = bool(body["throttling"])
+            if "latency" in body:
+                self.latency.median_ms = float(body["latency"].get("medianMs", 0))
+                self.latency.p99_ms = float(body["latency"].get("p99Ms", 0))
+        except (KeyError, TypeError, ValueError) as err:
+            return web.json_response({"error": f"invalid setting: {err}"}, status=400)
+        return web.json_response({"ok": True})
+
+    async def _control_device(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        try:
+            self.identity.approve_device(body["userCode"], body["user"], deny=bool(body.get("deny")))
+        except KeyError as err:
+            return web.json_response({"error": str(err)}, status=404)
+        return web.json_response({"ok": True})
