@@ -55,7 +55,7 @@ def _apply(args: argparse.Namespace) -> int:
     from sandbox.apply import ApplyError, apply
 
     try:
-        outputs = apply(Path(args.state_dir), args.stack, Path(args.out))
+        outputs = apply(Path(args.state_dir), args.stack, Path(args.out), args.project_dir)
     except ApplyError as err:
         print(f"sandbox apply: error: {err}", file=sys.stderr)
         return 1
@@ -71,7 +71,7 @@ def _apply_child(args: argparse.Namespace) -> int:
     from sandbox.apply import run_in_subprocess
 
     try:
-        result = run_in_subprocess(Path(args.state_dir), args.stack)
+        result = run_in_subprocess(Path(args.state_dir), args.stack, args.project_dir)
     except Exception as err:  # noqa: BLE001  # reported to the parent as one line
         print(f"{type(err).__name__}: {err}", file=sys.stderr)
         return 1
@@ -110,10 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument("--state-dir", type=Path, required=True)
     app.add_argument("--stack", default="sandbox")
     app.add_argument("--out", type=Path, required=True, help="bundle file to write (mode 0600)")
+    app.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     app.set_defaults(func=_apply)
     child = commands.add_parser("_apply-child", help=argparse.SUPPRESS)
     child.add_argument("--state-dir", type=Path, required=True)
     child.add_argument("--stack", required=True)
+    child.add_argument("--project-dir", type=Path, required=True)
     child.set_defaults(func=_apply_child)
     args = parser.parse_args(argv)
     result: int = args.func(args)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ class GraphDirectory:
         )
         self.scope: str = info["graphScope"]
         self.deployer_client_id: str = deployer["clientId"]
-        self.http = httpx.Client(base_url=info["graphEndpoint"], verify=info["caBundle"], timeout=30)
+        tls = ssl.create_default_context(cafile=info["caBundle"])
+        self.http = httpx.Client(base_url=info["graphEndpoint"], verify=tls, timeout=30)
         self.created: list[dict[str, str]] = []
 
     def _call(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
@@ -133,7 +135,7 @@ def sandbox_config(info: dict[str, Any], stack: str, project_dir: Path = PROJECT
     return config
 
 
-def run_in_subprocess(state_dir: Path, stack: str) -> dict[str, Any]:
+def run_in_subprocess(state_dir: Path, stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """The child process: apply the program to the sandbox, print the run result as JSON."""
     from provisioning.mockrun import run_program
 
@@ -147,13 +149,15 @@ def run_in_subprocess(state_dir: Path, stack: str) -> dict[str, Any]:
                 directory.delete_application(item["id"])
         record.unlink()
     try:
-        result = run_program(sandbox_config(info, stack), stack=stack, directory=directory)
+        result = run_program(
+            sandbox_config(info, stack, project_dir), stack=stack, directory=directory, project_dir=project_dir
+        )
     finally:
         record.write_text(json.dumps(directory.created))
     return result.to_json()
 
 
-def apply(state_dir: Path, stack: str, out: Path) -> dict[str, Any]:
+def apply(state_dir: Path, stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
     """Apply ``stacks/Pulumi.<stack>.yaml`` to the running sandbox of ``state_dir``; write the bundle.
 
     :raises ApplyError: when the sandbox is not running or the program fails (its message kept).
@@ -167,7 +171,18 @@ def apply(state_dir: Path, stack: str, out: Path) -> dict[str, Any]:
     env = {**os.environ, "SSL_CERT_FILE": info["caBundle"], "REQUESTS_CA_BUNDLE": info["caBundle"]}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_DIR), env.get("PYTHONPATH")]))
     proc = subprocess.run(  # noqa: S603  # our own interpreter and module
-        [sys.executable, "-m", "sandbox", "_apply-child", "--state-dir", str(state_dir), "--stack", stack],
+        [
+            sys.executable,
+            "-m",
+            "sandbox",
+            "_apply-child",
+            "--state-dir",
+            str(state_dir),
+            "--stack",
+            stack,
+            "--project-dir",
+            str(project_dir),
+        ],
         capture_output=True,
         text=True,
         env=env,

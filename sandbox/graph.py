@@ -512,9 +512,7 @@ class Graph:
             elif field_name.strip() == "principalId":
                 wanted_principal = value.lower()
             else:
-                raise GraphError(
-                    400, "Request_UnsupportedQueryError", f"Unsupported filter on roleAssignments: '{text}'."
-                )
+                raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported filter on roleAssignments: '{text}'.")
         rows = []
         for role_name, user in self.tenant.role_holders():
             template = catalog.ROLES_BY_NAME[role_name].template_id
@@ -721,7 +719,7 @@ def _filter(query: dict[str, str], fields: set[str] | None = None) -> Callable[[
     try:
         return parse_filter(text, fields)
     except UnsupportedQueryError as err:
-        raise GraphError(400, "Request_UnsupportedQueryError", str(err)) from None
+        raise GraphError(400, "Request_UnsupportedQuery", str(err)) from None
 
 
 def _top(query: dict[str, str]) -> int:

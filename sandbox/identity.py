@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode, urlparse
+from urllib.parse import urlparse
 
 import jwt
 from cryptography import x509
@@ -447,8 +447,12 @@ class IdentityPlatform:
         del self.devices[flow.device_code]
         return self._user_tokens(self._app(flow.client_id), self.tenant.users_by_id[flow.user_id], flow.scope)
 
-    def authorize(self, query: dict[str, str]) -> str:
-        """Handle GET /authorize: return the redirect location (with a code or an error)."""
+    def authorize(self, query: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """Handle GET /authorize: return the redirect URI and the parameters to send it.
+
+        The server sends them as a query string (a 302) or, for ``response_mode=form_post`` (what
+        MSAL asks for), as an auto-submitting HTML form, like Entra's sign-in page does.
+        """
         app = self._app(query.get("client_id", ""))
         redirect = query.get("redirect_uri", "")
         if not _redirect_allowed(redirect, app.redirect_uris):
@@ -482,7 +486,9 @@ class IdentityPlatform:
             params = {"code": code}
         if state is not None:
             params["state"] = state
-        return f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(params)}"
+        if user is not None and query.get("client_info") == "1":
+            params["client_info"] = b64url(json.dumps({"uid": user.id, "utid": self.tenant.tenant_id}).encode())
+        return redirect, params
 
     def code_token(self, form: dict[str, str]) -> dict[str, Any]:
         grant = self.codes.pop(form.get("code", ""), None)

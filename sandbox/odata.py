@@ -3,7 +3,7 @@
 Supported: ``eq`` on userType, accountEnabled, userPrincipalName, mail, department;
 ``startswith`` on userPrincipalName and displayName; ``in`` on id and userPrincipalName (at most
 15 values, like Graph); combined with ``and`` / ``or`` and parentheses. Anything else raises
-:class:`UnsupportedQueryError`, which the server answers 400 ``Request_UnsupportedQueryError``.
+:class:`UnsupportedQueryError`, which the server answers 400 ``Request_UnsupportedQuery``.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import ipaddress
 import json
 import math
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from cryptography import x509
@@ -384,10 +386,19 @@ class Sandbox:
         if refused:
             return refused
         try:
-            location = self.identity.authorize(dict(request.query))
+            redirect, params = self.identity.authorize(dict(request.query))
         except TokenError as err:
             return web.json_response(err.body(), status=err.status)
-        raise web.HTTPFound(location)
+        if request.query.get("response_mode") == "form_post":
+            inputs = "".join(
+                f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}"/>' for k, v in params.items()
+            )
+            page = (
+                f'<html><body onload="document.forms[0].submit()"><form method="POST" action="{html.escape(redirect)}">'
+                f"{inputs}</form></body></html>"
+            )
+            return web.Response(text=page, content_type="text/html")
+        raise web.HTTPFound(f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(params)}")
 
     async def _graph(self, request: web.Request) -> web.StreamResponse:
         delay = self.latency.sample(self.rng)

@@ -167,7 +167,7 @@ def test_generated_certificate_key_is_secret_and_matches(program: Program):
     assert run.secret_outputs == ["privateKeyPem"]
     key = serialization.load_pem_private_key(run.outputs["privateKeyPem"].encode(), password=None)
     cert = x509.load_pem_x509_certificate(run.outputs["certificatePem"].encode())
-    assert key.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
+    assert key.public_key().public_numbers() == cert.public_key().public_numbers()
     (entry,) = run.outputs["certificates"]
     assert entry["thumbprint"] == sha1_thumbprint(run.outputs["certificatePem"])
     assert entry["keyId"] == app_cert["outputs"]["keyId"]

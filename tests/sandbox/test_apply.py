@@ -1,0 +1,187 @@
+"""python -m sandbox apply: the real program, applied through the sandbox's Graph endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from revoke_ops.bundle import load_bundle
+from sandbox import catalog
+from sandbox.apply import ApplyError, apply
+from tests.provisioning.conftest import ROOT
+from tests.sandbox.conftest import Running, claims
+from tests.sandbox.test_identity import device_code_token
+
+pytestmark = pytest.mark.slow
+
+
+def project(tmp_path: Path, stack: str, config: dict[str, Any]) -> Path:
+    for name in ("__main__.py", "Pulumi.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "stacks").mkdir()
+    lines = ["config:"] + [f"  {k}: {json.dumps(v)}" for k, v in config.items()]
+    (tmp_path / "stacks" / f"Pulumi.{stack}.yaml").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def bundle_token(run: Running, bundle: dict[str, Any]) -> dict[str, Any]:
+    from azure.identity import CertificateCredential
+
+    credential = CertificateCredential(
+        bundle["tenantId"],
+        bundle["clientId"],
+        certificate_data=(bundle["privateKeyPem"] + bundle["certificatePem"]).encode(),
+        authority=bundle["authorityHost"],
+        disable_instance_discovery=True,
+    )
+    return claims(credential.get_token(bundle["graphScope"]).token)
+
+
+def test_sandbox_stack_applies_to_a_working_bundle(sandbox: Running, tmp_path: Path):
+    out = tmp_path / "bundle.json"
+    outputs = apply(Path(sandbox.sandbox.state_dir), "sandbox", out)
+    assert oct(out.stat().st_mode & 0o777) == "0o600"
+    bundle = load_bundle(out)  # validates against the committed schema
+    assert bundle.graph_endpoint == sandbox.info["graphEndpoint"]
+    token = bundle_token(sandbox, outputs)
+    assert sorted(token["roles"]) == sorted(outputs["applicationPermissions"])
+    # the key credential the program registered is the one the bundle's key signs with
+    app = sandbox.sandbox.tenant.app_by_app_id(outputs["clientId"])
+    assert app is not None
+    assert [kc["keyId"] for kc in app.key_credentials] == [c["keyId"] for c in outputs["certificates"]]
+
+
+@pytest.mark.parametrize("mode", ["application", "delegated", "both"])
+def test_each_permission_mode_yields_the_right_token_claims(sandbox: Running, tmp_path: Path, mode: str):
+    stack = f"mode-{mode}"
+    config = {
+        "azuread:tenantId": sandbox.info["tenantId"],
+        "revoke-sessions:displayName": f"revoker {mode}",
+        "revoke-sessions:permissionMode": mode,
+        "revoke-sessions:readPermissions": ["User.Read.All"],
+    }
+    outputs = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "b.json", project(tmp_path, stack, config))
+    token = bundle_token(sandbox, outputs)
+    if mode == "delegated":
+        assert "roles" not in token, "delegated mode must not consent application permissions"
+    else:
+        assert sorted(token["roles"]) == ["User.Read.All", "User.RevokeSessions.All"]
+    if mode != "application":
+        user = claims(device_code_token(sandbox, outputs["clientId"], "admin.helpdesk@contoso-sandbox.onmicrosoft.com"))
+        assert user["scp"] == "User.Read.All User.RevokeSessions.All"
+
+
+def test_missing_consent_shows_up_as_403_not_papered_over(sandbox: Running, tmp_path: Path):
+    stack = "no-read"
+    config = {
+        "azuread:tenantId": sandbox.info["tenantId"],
+        "revoke-sessions:displayName": "revoker minimal",
+        "revoke-sessions:readPermissions": [],
+    }
+    outputs = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "b.json", project(tmp_path, stack, config))
+    token = bundle_token(sandbox, outputs)
+    assert token["roles"] == ["User.RevokeSessions.All"]
+    from azure.identity import CertificateCredential
+
+    credential = CertificateCredential(
+        outputs["tenantId"],
+        outputs["clientId"],
+        certificate_data=(outputs["privateKeyPem"] + outputs["certificatePem"]).encode(),
+        authority=outputs["authorityHost"],
+        disable_instance_discovery=True,
+    )
+    raw = credential.get_token(outputs["graphScope"]).token
+    assert sandbox.http.get("/users", headers={"Authorization": f"Bearer {raw}"}).status_code == 403
+
+
+def test_apply_twice_replaces_the_previous_apply(sandbox: Running, tmp_path: Path):
+    stack = "twice"
+    config = {"azuread:tenantId": sandbox.info["tenantId"], "revoke-sessions:displayName": "revoker twice"}
+    directory = project(tmp_path, stack, config)
+    first = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "1.json", directory)
+    second = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "2.json", directory)
+    tenant = sandbox.sandbox.tenant
+    assert tenant.app_by_app_id(first["clientId"]) is None
+    assert tenant.sp_for_app(first["clientId"]) is None
+    assert tenant.app_by_app_id(second["clientId"]) is not None
+    assert [a.display_name for a in tenant.applications.values()].count("revoker twice") == 1
+
+
+def test_apply_reports_a_program_error(sandbox: Running, tmp_path: Path):
+    stack = "bad"
+    config = {"azuread:tenantId": sandbox.info["tenantId"], "revoke-sessions:permissionMode": "app"}
+    with pytest.raises(ApplyError, match="permissionMode must be one of application, delegated, both"):
+        apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "b.json", project(tmp_path, stack, config))
+
+
+def test_apply_without_a_running_sandbox(tmp_path: Path):
+    with pytest.raises(ApplyError, match="no running sandbox in"):
+        apply(tmp_path, "sandbox", tmp_path / "b.json")
+
+
+def test_catalog_agrees_with_the_shared_facts():
+    from revoke_ops.facts import GRAPH_APP_ID, READ_PERMISSIONS, REVOKE_PERMISSION
+
+    assert catalog.GRAPH_APP_ID == GRAPH_APP_ID
+    for fact in (REVOKE_PERMISSION, *READ_PERMISSIONS.values()):
+        emulated = catalog.BY_NAME[fact.name]
+        assert (emulated.role_id, emulated.scope_id) == (fact.role_id, fact.scope_id), fact.name
+
+
+def test_serve_command_writes_sandbox_json_and_stops_cleanly(tmp_path: Path):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sandbox", "serve", "--state-dir", str(tmp_path), "--users", "120", "--seed", "3"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("}"):
+                break
+        printed = json.loads("".join(lines))
+        written = json.loads((tmp_path / "sandbox.json").read_text())
+        assert printed == written
+        assert written["tenantId"] == "5a1db0c5-0000-4000-8000-00000000beef"
+        assert set(written) >= {
+            "tenantId",
+            "authorityHost",
+            "graphEndpoint",
+            "graphScope",
+            "caBundle",
+            "controlEndpoint",
+            "sampleUsers",
+        }
+        assert all(set(u) == {"id", "userPrincipalName"} for u in written["sampleUsers"])
+        assert oct((tmp_path / "sandbox.json").stat().st_mode & 0o777) == "0o600"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+        assert not (tmp_path / "sandbox.json").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_seeding_is_deterministic():
+    from sandbox.tenant import Tenant, seed
+
+    one = seed(Tenant("t", seed=5), users=300)
+    two = seed(Tenant("t", seed=5), users=300)
+    assert [(u.id, u.user_principal_name) for u in one.users] == [(u.id, u.user_principal_name) for u in two.users]
+    assert [u.id for u in seed(Tenant("t", seed=6), users=300).users] != [u.id for u in one.users]
+    kinds = {(u.user_type, "#EXT#" in u.user_principal_name) for u in one.users}
+    assert kinds >= {("Member", False), ("Guest", True), ("Member", True)}
