@@ -1,10 +1,55 @@
 """revoke_ops: revoke Microsoft Entra users' sign-in sessions with the provisioned credentials.
 
-The operations toolkit (credentials, targets, the revocation engine, journal, verify, the
-``revoke-ops`` command) is built in later increments; today the package carries the shared facts
-(:mod:`revoke_ops.facts`) and the credentials-bundle schema the Pulumi program writes.
+The Python API behaves like the ``revoke-ops`` command::
+
+    import asyncio
+    from revoke_ops import RevokeRequest, certificate_identity, load_bundle, revoke
+
+    identity = certificate_identity(bundle=load_bundle(Path("bundle.json")))
+    result = asyncio.run(revoke(identity, RevokeRequest(group="<group id>", exclude=["breakglass@contoso.com"])))
+    print(result.summary.counts, result.journal, result.exit_code)
+
+Heavy dependencies (msgraph-sdk, azure-identity) load on first use, so ``revoke_ops.facts`` stays
+light for the provisioning side.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+_EXPORTS = {
+    "Bundle": "revoke_ops.bundle",
+    "load_bundle": "revoke_ops.bundle",
+    "Identity": "revoke_ops.credentials",
+    "certificate_identity": "revoke_ops.credentials",
+    "delegated_identity": "revoke_ops.credentials",
+    "platform_identity": "revoke_ops.credentials",
+    "EngineOptions": "revoke_ops.engine",
+    "Summary": "revoke_ops.engine",
+    "OUTCOMES": "revoke_ops.engine",
+    "RevokeOpsError": "revoke_ops.errors",
+    "InputError": "revoke_ops.errors",
+    "AuthError": "revoke_ops.errors",
+    "MissingPermissionError": "revoke_ops.errors",
+    "RevokeRequest": "revoke_ops.run",
+    "RunResult": "revoke_ops.run",
+    "revoke": "revoke_ops.run",
+    "verify": "revoke_ops.verify",
+    "VerifyResult": "revoke_ops.verify",
+    "doctor": "revoke_ops.doctor",
+    "DoctorReport": "revoke_ops.doctor",
+}
+
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'revoke_ops' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

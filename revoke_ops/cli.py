@@ -1,37 +1,138 @@
-"""The ``revoke-ops`` command.
+"""The ``revoke-ops`` command: thin commands over :mod:`revoke_ops.run`, verify and doctor.
 
-This increment ships ``revoke-ops bundle check FILE``; the revocation commands come with the
-operations issue.
+Results go to stdout (``--output table|json``); logs, progress and questions to stderr. Exit codes
+are :class:`ExitCode`, mapped from exceptions in one place (:func:`main`).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import enum
+import json
+import logging
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from revoke_ops import __version__
-from revoke_ops.bundle import load_bundle
-from revoke_ops.errors import InputError, RevokeOpsError
+from revoke_ops.bundle import Bundle, load_bundle
+from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
+from revoke_ops.engine import EngineOptions, Summary
+from revoke_ops.errors import AuthError, InputError, RevokeOpsError
 
 __all__ = ["ExitCode", "main"]
 
+log = logging.getLogger("revoke_ops")
+
 
 class ExitCode(enum.IntEnum):
-    """Process exit codes, mapped from exceptions in one place (:func:`main`)."""
+    """Process exit codes."""
 
-    OK = 0
-    NOT_ALL_REVOKED = 1
-    USAGE = 2
-    AUTH = 3
-    INTERRUPTED = 130
+    OK = 0  # every target revoked, excluded or skipped as asked (a dry run exits 0)
+    NOT_ALL_REVOKED = 1  # some targets not revoked (not found, forbidden, failed)
+    USAGE = 2  # usage or input error: nothing changed
+    AUTH = 3  # authentication or permission failure for the whole run: nothing changed
+    INTERRUPTED = 130  # Ctrl-C; the journal is intact
+
+
+# ---------------------------------------------------------------------------------------------
+def _credential_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("credentials")
+    group.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="BUNDLE",
+        help="the bundle: JSON of `pulumi stack output --json --show-secrets` (chmod 600)",
+    )
+    group.add_argument(
+        "--certificate",
+        type=Path,
+        metavar="PEM",
+        help="private key + certificate PEM, when the bundle holds no key (chmod 600)",
+    )
+    group.add_argument(
+        "--credential",
+        choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines"],
+        default="certificate",
+        help="how to sign in app-only (default: certificate)",
+    )
+    group.add_argument(
+        "--delegated",
+        nargs="?",
+        const="device-code",
+        choices=["device-code", "browser"],
+        help="an operator signs in (device code by default, or an interactive browser)",
+    )
+    group.add_argument(
+        "--cloud",
+        choices=["public", "usgovernment", "usgovernmentdod", "china"],
+        help="without a bundle: the national cloud (default public)",
+    )
+    group.add_argument("--client-id", help="without a bundle: the app's (or managed identity's) client id")
+    group.add_argument("--tenant-id", help="without a bundle: the tenant id")
+    parser.add_argument("--output", choices=["table", "json"], default="table", help="result format on stdout")
+    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks (never tokens or keys)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="informational logs")
+
+
+def _engine_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pacing")
+    group.add_argument("--write-rate", type=float, default=20.0, help="writes per second (Graph: 3,000 per 150 s)")
+    group.add_argument("--write-burst", type=float, default=3000, help="burst of writes before the rate applies")
+    group.add_argument("--concurrency", type=int, default=4, help="batches in flight")
+    group.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
+    group.add_argument("--max-attempts", type=int, default=6, help="per user, for 5xx and connection errors")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="revoke-ops", description="Revoke Microsoft Entra users' sign-in sessions.")
     parser.add_argument("--version", action="version", version=f"revoke-ops {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    revoke = commands.add_parser("revoke", help="revoke users' sign-in sessions")
+    targets = revoke.add_argument_group("targets")
+    targets.add_argument("--user", action="append", default=[], help="object id or UPN (repeatable)")
+    targets.add_argument(
+        "--from-file",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="one user per line, or CSV with a header; '-' reads stdin",
+    )
+    targets.add_argument("--group", metavar="GROUP_ID", help="every transitive member of a group")
+    targets.add_argument("--all-users", action="store_true", help="every user in the tenant")
+    targets.add_argument("--filter", help="with --all-users: a Graph $filter on users")
+    targets.add_argument("--exclude", action="append", default=[], help="never revoke this user (break-glass)")
+    targets.add_argument("--exclude-file", action="append", default=[], metavar="FILE", help="exclusions, one per line")
+    targets.add_argument("--include-external", action="store_true", help="also send external (guest, B2B) users")
+    safety = revoke.add_argument_group("safety")
+    safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")
+    safety.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    safety.add_argument("--reason", default="", help="recorded in the journal")
+    safety.add_argument("--journal", type=Path, help="journal path (default under ~/.local/state/revoke-ops)")
+    safety.add_argument("--resume", type=Path, metavar="JOURNAL", help="continue an interrupted run")
+    _credential_options(revoke)
+    _engine_options(revoke)
+
+    me = commands.add_parser("me", help="revoke the signed-in operator's own sessions (delegated)")
+    _credential_options(me)
+
+    verify = commands.add_parser("verify", help="confirm from Graph that a journal's revocations took effect")
+    verify.add_argument("--journal", type=Path, required=True)
+    _credential_options(verify)
+
+    doctor = commands.add_parser("doctor", help="check the credentials end to end")
+    doctor.add_argument(
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="keep re-checking while granted consent is not yet in the token",
+    )
+    _credential_options(doctor)
+
     bundle = commands.add_parser("bundle", help="work with credentials bundles")
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     check = bundle_commands.add_parser("check", help="validate a bundle file against the bundle schema")
@@ -39,30 +140,288 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _logging(args: argparse.Namespace) -> None:
+    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, stream=sys.stderr, format="revoke-ops: %(levelname)s: %(message)s")
+    # Third-party libraries stay at WARNING even under --debug: their debug output can carry request
+    # bodies (client assertions) and token responses.
+    for name in ("azure", "msal", "httpx", "httpcore", "kiota_http", "kiota_abstractions", "urllib3", "asyncio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _identity(args: argparse.Namespace) -> Identity:
+    bundle: Bundle | None = load_bundle(args.credentials) if args.credentials else None
+    if args.delegated:
+
+        def prompt(uri: str, code: str, expires: Any) -> None:
+            print(
+                f"To sign in, open {uri} and enter the code {code}. Only enter a code you asked for yourself: "
+                "device-code phishing sends you codes like this one.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+        return delegated_identity(
+            args.delegated,
+            bundle=bundle,
+            client_id=args.client_id,
+            tenant_id=args.tenant_id,
+            cloud=args.cloud,
+            prompt=prompt,
+        )
+    if args.credential != "certificate":
+        return platform_identity(
+            args.credential, bundle=bundle, cloud=args.cloud, client_id=args.client_id, tenant_id=args.tenant_id
+        )
+    return certificate_identity(bundle=bundle, certificate=args.certificate, cloud=args.cloud)
+
+
+class Progress:
+    """A one-line progress bar on stderr (only on a terminal): rate, ETA, counts by outcome."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.started = time.monotonic()
+        self.shown = 0.0
+
+    def __call__(self, summary: Summary) -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self.shown < 0.2:
+            return
+        self.shown = now
+        done = sum(summary.counts.values())
+        rate = done / max(1e-6, now - self.started)
+        eta = f" ETA {max(0.0, (self.total - done) / rate):.0f}s" if self.total and rate else ""
+        counts = " ".join(f"{k}={v}" for k, v in summary.counts.items() if v)
+        of = f"/{self.total}" if self.total else ""
+        sys.stderr.write(f"\r{done}{of} users {rate:.1f}/s{eta} {counts}\x1b[K")
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            sys.stderr.write("\n")
+
+
+def _ask(question: str, stdin_used: bool) -> bool:
+    """Ask on the terminal (even when stdin carries targets); refuse when there is none."""
+    if not stdin_used and sys.stdin.isatty():
+        sys.stderr.write(question)
+        sys.stderr.flush()
+        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    try:
+        with open("/dev/tty", "r+", encoding="utf-8") as tty:
+            tty.write(question)
+            tty.flush()
+            return tty.readline().strip().lower() in ("y", "yes")
+    except OSError:
+        raise InputError("this run needs confirmation but there is no terminal to ask: add --yes") from None
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+async def _revoke(args: argparse.Namespace) -> int:
+    from revoke_ops.run import RevokeRequest, revoke
+
+    request = RevokeRequest(
+        users=args.user,
+        files=args.from_file,
+        group=args.group,
+        all_users=args.all_users,
+        filter=args.filter,
+        exclude=args.exclude,
+        exclude_files=args.exclude_file,
+        include_external=args.include_external,
+        dry_run=args.dry_run,
+        reason=args.reason,
+        journal=args.journal,
+        resume=args.resume,
+        timeout=args.timeout,
+        engine=EngineOptions(
+            write_burst=args.write_burst,
+            write_rate=args.write_rate,
+            concurrency=args.concurrency,
+            max_attempts=args.max_attempts,
+            dry_run=args.dry_run,
+        ),
+    )
+    identity = _identity(args)
+    progress = Progress(None, sys.stderr.isatty() and not args.dry_run)
+
+    def confirm(count: int | None, eta: float | None, details: dict[str, Any]) -> bool:
+        for warning in details["warnings"]:
+            log.warning("%s", warning)
+        progress.total = count
+        if args.yes:
+            return True
+        what = f"{count} user(s)" if count is not None else "an unknown number of users"
+        timing = f", about {eta / 60:.1f} min at the write budget" if eta else ""
+        return _ask(
+            f"Revoke the sign-in sessions of {what} in tenant {identity.tenant_id}{timing} "
+            f"({details['exclusions']} excluded, {details['privileged']} privileged first)? [y/N] ",
+            "-" in args.from_file,
+        )
+
+    try:
+        result = await revoke(identity, request, confirm=confirm, on_progress=progress)
+    finally:
+        progress.close()
+        await identity.close()
+    summary = result.summary
+    if args.output == "json":
+        body = {
+            "dryRun": args.dry_run,
+            "summary": summary.to_json(),
+            "journal": str(result.journal) if result.journal else None,
+            "warnings": result.warnings,
+        }
+        if args.dry_run:
+            body["wouldRevoke"] = result.would_revoke
+        body["notRevoked"] = summary.not_revoked
+        print(json.dumps(body, indent=2))
+    else:
+        if args.dry_run:
+            rows = [
+                [u["id"] or "", u["userPrincipalName"] or "", "privileged" if u["privileged"] else ""]
+                for u in result.would_revoke
+            ]
+            print(_table(rows, ["WOULD REVOKE (id)", "userPrincipalName", ""]) if rows else "nothing would be revoked")
+        if summary.not_revoked:
+            rows = [
+                [
+                    r["outcome"],
+                    r.get("id") or "",
+                    r.get("upn") or r["target"],
+                    r.get("code") or "",
+                    (r.get("reason") or "")[:80],
+                ]
+                for r in summary.not_revoked
+            ]
+            print(_table(rows, ["OUTCOME", "ID", "USER", "CODE", "REASON"]))
+        counts = [[k, str(v)] for k, v in summary.counts.items()]
+        if args.dry_run:
+            counts.insert(0, ["would revoke", str(summary.would_revoke)])
+        print(_table(counts, ["OUTCOME", "USERS"]))
+        if result.journal:
+            print(f"journal: {result.journal}")
+    for warning in result.warnings:
+        log.warning("%s", warning)
+    if not args.dry_run and summary.counts["revoked"]:
+        log.warning(
+            "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "
+            "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
+            "disable accounts and reset credentials where compromise is suspected."
+        )
+    return ExitCode.OK if args.dry_run else result.exit_code
+
+
+async def _me(args: argparse.Namespace) -> int:
+    if not args.delegated:
+        raise InputError("`revoke-ops me` revokes the signed-in operator's sessions: add --delegated")
+    identity = _identity(args)
+    from revoke_ops.graph import GraphSession
+
+    try:
+        await identity.token()  # sign in before anything else
+        async with GraphSession(identity) as session:
+            response = await session.send("POST", "/me/revokeSignInSessions")
+    finally:
+        await identity.close()
+    if 200 <= response.status < 300:
+        print("your sign-in sessions were revoked")
+        return ExitCode.OK
+    raise AuthError(
+        f"Graph refused: {response.status} {response.error_code}: {response.error_message}", response.error_code
+    )
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    from revoke_ops.verify import verify
+
+    identity = _identity(args)
+    try:
+        result = await verify(identity, args.journal)
+    finally:
+        await identity.close()
+    if args.output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        if result.not_verified:
+            rows = [[e["id"], e.get("upn") or "", e["journal"], e.get("reason", "")] for e in result.not_verified]
+            print(_table(rows, ["NOT VERIFIED (id)", "USER", "JOURNAL", "REASON"]))
+        print(
+            f"verified: {len(result.verified)}; settled (journal said failed, but it happened): {len(result.settled)}; "
+            f"not verified: {len(result.not_verified)}"
+        )
+    return result.exit_code
+
+
+async def _doctor(args: argparse.Namespace) -> int:
+    from revoke_ops.doctor import doctor
+
+    identity = _identity(args)
+    try:
+        report = await doctor(identity, wait=args.wait)
+    finally:
+        await identity.close()
+    if args.output == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(_table([[c.status.upper(), c.name, c.detail] for c in report.checks], ["STATUS", "CHECK", "DETAIL"]))
+    return report.exit_code
+
+
+def _bundle_check(args: argparse.Namespace) -> int:
+    bundle = load_bundle(args.file)
+    key = "private key included" if bundle.private_key_pem else "no private key (supply --certificate)"
+    print(
+        f"{args.file}: valid bundle for tenant {bundle.tenant_id}, client {bundle.client_id}, "
+        f"cloud {bundle.cloud}, mode {bundle.permission_mode}, {len(bundle.certificates)} certificate(s), {key}"
+    )
+    return ExitCode.OK
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    if hasattr(args, "debug"):
+        _logging(args)
+    debug = getattr(args, "debug", False)
     try:
-        if args.command == "bundle" and args.bundle_command == "check":
-            bundle = load_bundle(args.file)
-            key = "private key included" if bundle.private_key_pem else "no private key (supply --certificate)"
-            print(
-                f"{args.file}: valid bundle for tenant {bundle.tenant_id}, client {bundle.client_id}, "
-                f"cloud {bundle.cloud}, mode {bundle.permission_mode}, "
-                f"{len(bundle.certificates)} certificate(s), {key}"
-            )
-            return ExitCode.OK
-    except InputError as err:
-        print(f"revoke-ops: error: {err}", file=sys.stderr)
-        return ExitCode.USAGE
-    except RevokeOpsError as err:
-        print(f"revoke-ops: error: {err}", file=sys.stderr)
-        return ExitCode.NOT_ALL_REVOKED
+        if args.command == "bundle":
+            return _bundle_check(args)
+        handler = {"revoke": _revoke, "me": _me, "verify": _verify, "doctor": _doctor}[args.command]
+        return int(asyncio.run(handler(args)))
     except KeyboardInterrupt:
+        print("revoke-ops: interrupted; the journal is intact (resume with --resume JOURNAL)", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    parser.error("unknown command")
-    return ExitCode.USAGE  # pragma: no cover  # parser.error exits
+    except InputError as err:
+        _report(err, debug)
+        return ExitCode.USAGE
+    except AuthError as err:
+        _report(err, debug)
+        return ExitCode.AUTH
+    except RevokeOpsError as err:
+        _report(err, debug)
+        return ExitCode.NOT_ALL_REVOKED
+    except Exception as err:  # noqa: BLE001  # last resort: one line, traceback only with --debug
+        _report(err, debug, prefix=f"unexpected {type(err).__name__}: ")
+        return ExitCode.NOT_ALL_REVOKED
+
+
+def _report(err: BaseException, debug: bool, prefix: str = "") -> None:
+    if debug:
+        import traceback
+
+        traceback.print_exception(err, file=sys.stderr)
+    print(f"revoke-ops: error: {prefix}{err}", file=sys.stderr)
 
 
 if __name__ == "__main__":

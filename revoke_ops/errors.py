@@ -9,3 +9,29 @@ class RevokeOpsError(Exception):
 
 class InputError(RevokeOpsError):
     """Local input (a file, an option, a bundle) is invalid; nothing in the tenant has changed."""
+
+
+class AuthError(RevokeOpsError):
+    """No usable token, or the whole run lacks a permission; nothing in the tenant has changed.
+
+    ``code`` keeps the service's own code (``AADSTS700027``, ``Authorization_RequestDenied``...).
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class MissingPermissionError(AuthError):
+    """A requested feature needs a Graph permission the token does not carry."""
+
+    def __init__(self, feature: str, permission: str, have: list[str]) -> None:
+        held = ", ".join(have) or "none"
+        super().__init__(
+            f"{feature} needs the Microsoft Graph permission {permission}, which this token does not carry "
+            f"(it has: {held}). Add {permission} to the stack's readPermissions (revoke-sessions:readPermissions) "
+            "and run `pulumi up`; consent can take a few minutes to reach new tokens.",
+            code="MissingPermission",
+        )
+        self.feature = feature
+        self.permission = permission

@@ -1,0 +1,507 @@
+"""The revocation engine: resolved targets -> pacer -> batch sender -> journal.
+
+Stages are small and injected (clock, pacer, session, journal) so tests drive them directly.
+
+- Pacer: a token bucket at the published per app+tenant write budget (3,000 writes, refilled at
+  20/s — configurable); a 429 (top level or inside a batch) pauses every sender for its
+  Retry-After; ``x-ms-throttle-limit-percentage`` near 1 slows the refill.
+- Sender: JSON batches of up to 20, a bounded number in flight; items are retried on their own
+  (a 429 or 5xx item inside a 200 batch is retried, not the batch); exponential backoff with
+  jitter on 5xx and connection errors; revocation is idempotent, so a request that may not have
+  arrived is sent again. An answer that arrived but cannot be read means the change may have
+  happened: the outcome is ``failed`` and ``verify`` settles it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from revoke_ops.graph import BatchItem, GraphResponse, GraphSession, TransportError, UnreadableResponseError
+from revoke_ops.journal import Journal, now_iso
+
+__all__ = ["OUTCOMES", "Clock", "Engine", "EngineOptions", "Final", "Pacer", "Send", "Summary"]
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("revoked", "not_found", "forbidden", "skipped_external", "excluded", "failed")
+MAX_BATCH = 20
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class RealClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(0.0, seconds))
+
+
+@dataclass(slots=True)
+class Send:
+    """A user to revoke: ``ref`` is what goes into the URL (object id, else the UPN)."""
+
+    ref: str
+    id: str | None
+    upn: str | None
+    target: str
+    privileged: bool = False
+    last: bool = False  # the signed-in operator: revoked after everyone else
+
+
+@dataclass(slots=True)
+class Final:
+    """A user whose outcome is known without sending anything (excluded, external, not found)."""
+
+    id: str | None
+    upn: str | None
+    target: str
+    outcome: str
+    reason: str
+    code: str | None = None
+
+
+Item = Send | Final
+
+
+@dataclass
+class EngineOptions:
+    write_burst: float = 3000  # the bucket's capacity (Graph: 3,000 writes per app+tenant)
+    write_rate: float = 20.0  # refill per second (3,000 per 150 s)
+    concurrency: int = 4  # batches in flight
+    batch_size: int = MAX_BATCH
+    max_attempts: int = 6  # per user, for 5xx, connection errors and timeouts
+    max_throttled: int = 50  # 429s tolerated per user before giving up
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    dry_run: bool = False
+
+
+@dataclass
+class Summary:
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    would_revoke: int = 0
+    requests: int = 0
+    throttled: int = 0
+    not_revoked: list[dict[str, Any]] = field(default_factory=list)  # at most 1,000 kept for display
+    first_revocation_at: float | None = None
+    started: float = 0.0
+    finished: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values()) + self.would_revoke
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "outcomes": dict(self.counts),
+            "wouldRevoke": self.would_revoke,
+            "requests": self.requests,
+            "throttled": self.throttled,
+            "seconds": round(self.finished - self.started, 3),
+        }
+
+
+class Pacer:
+    """Token bucket for writes with a shared pause for Retry-After."""
+
+    def __init__(self, clock: Clock, burst: float, rate: float) -> None:
+        self.clock = clock
+        self.capacity = burst
+        self.rate = rate
+        self.base_rate = rate
+        self.tokens = burst
+        self.updated = clock.monotonic()
+        self.paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = self.clock.monotonic()
+        if now > self.updated:
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+
+    async def acquire(self, n: int) -> None:
+        """Wait until ``n`` writes may be sent (requests larger than the bucket are capped)."""
+        need = min(float(n), self.capacity)
+        async with self._lock:
+            while True:
+                now = self.clock.monotonic()
+                if now < self.paused_until:
+                    await self.clock.sleep(self.paused_until - now)
+                    continue
+                self._refill()
+                if self.tokens >= need:
+                    self.tokens -= need
+                    return
+                await self.clock.sleep((need - self.tokens) / self.rate)
+
+    def pause(self, seconds: float) -> None:
+        """Graph said Retry-After: nobody sends until then, and the bucket starts empty."""
+        until = self.clock.monotonic() + seconds
+        if until > self.paused_until:
+            self.paused_until = until
+            self.tokens = 0.0
+            self.updated = until
+
+    def observe_limit(self, fraction: float) -> None:
+        """Adapt to ``x-ms-throttle-limit-percentage``: slow down as Graph nears its limit."""
+        if fraction >= 0.95:
+            self.rate = max(self.base_rate * 0.5, self.rate * 0.9)
+        elif fraction < 0.85 and self.rate < self.base_rate:
+            self.rate = min(self.base_rate, self.rate * 1.1)
+
+
+class Engine:
+    def __init__(
+        self,
+        session: GraphSession | None,
+        journal: Journal | None,
+        options: EngineOptions | None = None,
+        *,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+        on_outcome: Callable[[Summary], None] | None = None,
+        on_would_revoke: Callable[[Send], None] | None = None,
+    ) -> None:
+        self.session = session
+        self.journal = journal
+        self.options = options or EngineOptions()
+        self.clock = clock or RealClock()
+        self.rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
+        self.pacer = Pacer(self.clock, self.options.write_burst, self.options.write_rate)
+        self.summary = Summary()
+        self.on_outcome = on_outcome
+        self.on_would_revoke = on_would_revoke
+        self._batches = itertools.count(1)
+
+    # -- outcomes ----------------------------------------------------------------------------
+    def _record(
+        self,
+        outcome: str,
+        *,
+        id: str | None,
+        upn: str | None,
+        target: str,
+        code: str | None = None,
+        reason: str | None = None,
+        response: GraphResponse | None = None,
+        sent_at: str | None = None,
+        client_request_id: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self.summary.counts[outcome] += 1
+        if outcome == "revoked" and self.summary.first_revocation_at is None:
+            self.summary.first_revocation_at = self.clock.monotonic()
+        record = {
+            "id": id,
+            "upn": upn,
+            "target": target,
+            "outcome": outcome,
+            "code": code,
+            "status": status,
+            "reason": reason,
+            "requestId": response.request_id if response else None,
+            "clientRequestId": client_request_id,
+            "sentAt": sent_at,
+        }
+        if outcome not in ("revoked", "excluded", "skipped_external") and len(self.summary.not_revoked) < 1000:
+            self.summary.not_revoked.append(record)
+        if self.journal is not None:
+            self.journal.outcome(**{k: v for k, v in record.items() if v is not None})
+        if self.on_outcome:
+            self.on_outcome(self.summary)
+
+    def final(self, item: Final) -> None:
+        self._record(item.outcome, id=item.id, upn=item.upn, target=item.target, code=item.code, reason=item.reason)
+
+    # -- the run -----------------------------------------------------------------------------
+    async def run(self, items: AsyncIterator[Item]) -> Summary:
+        """Send every item's revocation; return the summary (also journaled per user)."""
+        self.summary.started = self.clock.monotonic()
+        queue: asyncio.PriorityQueue[tuple[int, int, list[Send]]] = asyncio.PriorityQueue(
+            maxsize=self.options.concurrency * 2
+        )
+        order = itertools.count()
+        last: list[Send] = []
+
+        async def produce() -> None:
+            normal: list[Send] = []
+            urgent: list[Send] = []
+            async for item in items:
+                if isinstance(item, Final):
+                    self.final(item)
+                    continue
+                if item.last:
+                    last.append(item)
+                    continue
+                bucket = urgent if item.privileged else normal
+                bucket.append(item)
+                if len(bucket) >= self.options.batch_size:
+                    await queue.put((0 if bucket is urgent else 1, next(order), list(bucket)))
+                    bucket.clear()
+            for priority, bucket in ((0, urgent), (1, normal)):
+                if bucket:
+                    await queue.put((priority, next(order), list(bucket)))
+
+        async def work() -> None:
+            while True:
+                _priority, _n, batch = await queue.get()
+                try:
+                    if batch:
+                        await self._send(batch)
+                finally:
+                    queue.task_done()
+                if not batch:
+                    return
+
+        workers = [asyncio.create_task(work()) for _ in range(max(1, self.options.concurrency))]
+        try:
+            await produce()
+            await queue.join()
+            if last:  # the signed-in operator goes last, after everyone else
+                await queue.put((2, next(order), last))
+                await queue.join()
+            for _ in workers:
+                await queue.put((9, next(order), []))
+            await asyncio.gather(*workers)
+        finally:
+            for worker in workers:
+                worker.cancel()
+            if self.journal is not None:
+                self.journal.sync()
+        self.summary.finished = self.clock.monotonic()
+        return self.summary
+
+    def _backoff(self, attempt: int) -> float:
+        delay = float(min(self.options.backoff_max, self.options.backoff_base * (2 ** (attempt - 1))))
+        return delay * (0.5 + self.rng.random() / 2)  # jitter: 50-100 % of the delay
+
+    async def _send(self, batch: list[Send]) -> None:
+        if self.options.dry_run:
+            for item in batch:
+                self.summary.would_revoke += 1
+                if self.on_would_revoke:
+                    self.on_would_revoke(item)
+            return
+        assert self.session is not None
+        pending = list(batch)
+        attempts = dict.fromkeys(range(len(batch)), 0)
+        throttles = dict.fromkeys(range(len(batch)), 0)
+        index = {id(item): i for i, item in enumerate(batch)}
+        last_error: dict[int, tuple[str, str, int | None]] = {}
+        while pending:
+            await self.pacer.acquire(len(pending))
+            number = next(self._batches)
+            sent_at = now_iso()
+            if self.journal is not None:
+                self.journal.attempt(
+                    number, [{"id": i.id or "", "upn": i.upn or "", "target": i.target} for i in pending]
+                )
+            items = [
+                BatchItem(str(n + 1), "POST", f"/users/{i.ref}/revokeSignInSessions") for n, i in enumerate(pending)
+            ]
+            self.summary.requests += 1
+            try:
+                response = await self.session.batch(items)
+            except TransportError as err:
+                retry = []
+                for item in pending:
+                    k = index[id(item)]
+                    attempts[k] += 1
+                    last_error[k] = ("ConnectionError", str(err), None)
+                    if attempts[k] < self.options.max_attempts:
+                        retry.append(item)
+                    else:
+                        self._give_up(item, last_error[k], sent_at)
+                pending = retry
+                if pending:
+                    await self.clock.sleep(self._backoff(max(attempts[index[id(i)]] for i in pending)))
+                continue
+            except UnreadableResponseError as err:
+                for item in pending:
+                    self._record(
+                        "failed",
+                        id=item.id,
+                        upn=item.upn,
+                        target=item.target,
+                        code="UnreadableResponse",
+                        reason=f"{err}; the revocation may have happened: run `revoke-ops verify`",
+                        sent_at=sent_at,
+                    )
+                pending = []
+                break
+            pending = await self._classify(pending, response, sent_at, attempts, throttles, index, last_error)
+        if self.journal is not None:
+            self.journal.sync()
+
+    def _give_up(self, item: Send, error: tuple[str, str, int | None], sent_at: str) -> None:
+        code, reason, status = error
+        self._record(
+            "failed",
+            id=item.id,
+            upn=item.upn,
+            target=item.target,
+            code=code,
+            reason=reason,
+            status=status,
+            sent_at=sent_at,
+        )
+
+    async def _classify(
+        self,
+        pending: list[Send],
+        response: GraphResponse,
+        sent_at: str,
+        attempts: dict[int, int],
+        throttles: dict[int, int],
+        index: dict[int, int],
+        last_error: dict[int, tuple[str, str, int | None]],
+    ) -> list[Send]:
+        percentage = response.headers.get("x-ms-throttle-limit-percentage")
+        if percentage:
+            with contextlib.suppress(ValueError):
+                self.pacer.observe_limit(float(percentage))
+        if response.status == 429:
+            self.summary.throttled += 1
+            self.pacer.pause(response.retry_after())
+            retry = []
+            for item in pending:
+                k = index[id(item)]
+                throttles[k] += 1
+                if throttles[k] <= self.options.max_throttled:
+                    retry.append(item)
+                else:
+                    self._give_up(item, ("TooManyRequests", "still throttled after many retries", 429), sent_at)
+            return retry
+        if response.status != 200 or not isinstance(response.body, dict) or "responses" not in response.body:
+            top_code = response.error_code or f"HTTP{response.status}"
+            retry = []
+            for item in pending:
+                k = index[id(item)]
+                attempts[k] += 1
+                last_error[k] = (top_code, response.error_message, response.status)
+                if response.status >= 500 and attempts[k] < self.options.max_attempts:
+                    retry.append(item)
+                else:
+                    self._give_up(item, last_error[k], sent_at)
+            if retry:
+                await self.clock.sleep(max(response.retry_after(0), self._backoff(attempts[index[id(retry[0])]])))
+            return retry
+        answers = {str(r.get("id")): r for r in response.body["responses"] if isinstance(r, dict)}
+        retry = []
+        pause = 0.0
+        backoff_attempt = 0
+        for n, item in enumerate(pending):
+            answer = answers.get(str(n + 1))
+            k = index[id(item)]
+            if answer is None:
+                self._record(
+                    "failed",
+                    id=item.id,
+                    upn=item.upn,
+                    target=item.target,
+                    code="MissingBatchItem",
+                    reason="the batch answer had no entry for this request; it may have happened: run verify",
+                    response=response,
+                    sent_at=sent_at,
+                    client_request_id=response.client_request_id,
+                )
+                continue
+            status = int(answer.get("status", 0))
+            headers = {str(h).lower(): str(v) for h, v in (answer.get("headers") or {}).items()}
+            raw_body = answer.get("body")
+            body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+            raw_error = body.get("error")
+            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+            code: str | None = error.get("code")
+            item_request_id = headers.get("request-id") or (error.get("innerError") or {}).get("request-id")
+            common: dict[str, Any] = {
+                "id": item.id,
+                "upn": item.upn,
+                "target": item.target,
+                "sent_at": sent_at,
+                "client_request_id": headers.get("client-request-id") or response.client_request_id,
+                "status": status,
+            }
+            if 200 <= status < 300:
+                self._record("revoked", response=_with_request_id(response, item_request_id), **common)
+            elif status == 404:
+                self._record(
+                    "not_found",
+                    code=code or "Request_ResourceNotFound",
+                    reason=error.get("message"),
+                    response=_with_request_id(response, item_request_id),
+                    **common,
+                )
+            elif status == 403:
+                self._record(
+                    "forbidden",
+                    code=code or "Authorization_RequestDenied",
+                    reason=error.get("message"),
+                    response=_with_request_id(response, item_request_id),
+                    **common,
+                )
+            elif status == 429:
+                self.summary.throttled += 1
+                throttles[k] += 1
+                try:
+                    pause = max(pause, float(headers.get("retry-after", "1")))
+                except ValueError:
+                    pause = max(pause, 1.0)
+                if throttles[k] <= self.options.max_throttled:
+                    retry.append(item)
+                else:
+                    self._record(
+                        "failed",
+                        code="TooManyRequests",
+                        reason="still throttled after many retries",
+                        response=_with_request_id(response, item_request_id),
+                        **common,
+                    )
+            elif status >= 500 or status == 0:
+                attempts[k] += 1
+                if attempts[k] < self.options.max_attempts:
+                    retry.append(item)
+                    backoff_attempt = max(backoff_attempt, attempts[k])
+                else:
+                    self._record(
+                        "failed",
+                        code=code or f"HTTP{status}",
+                        reason=error.get("message"),
+                        response=_with_request_id(response, item_request_id),
+                        **common,
+                    )
+            else:
+                self._record(
+                    "failed",
+                    code=code or f"HTTP{status}",
+                    reason=error.get("message"),
+                    response=_with_request_id(response, item_request_id),
+                    **common,
+                )
+        if pause:
+            self.pacer.pause(pause)
+        elif backoff_attempt:
+            await self.clock.sleep(self._backoff(backoff_attempt))
+        return retry
+
+
+def _with_request_id(response: GraphResponse, request_id: str | None) -> GraphResponse:
+    if not request_id:
+        return response
+    return GraphResponse(
+        response.status, {**response.headers, "request-id": request_id}, None, response.client_request_id
+    )
