@@ -98,7 +98,7 @@ def make_tls(state_dir: Path) -> tuple[Path, ssl.SSLContext]:
     return ca_path, context
 
 
-def make_client_certificate(common_name: str, days: int = 30) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+def make_client_certificate(common_name: str, days: int = 90) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     start = datetime.now(UTC) - timedelta(minutes=5)
     cert = (

@@ -1,0 +1,114 @@
+"""revoke-ops end to end: the real CLI and API against a sandbox tenant."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sandbox.conftest import AppCredentials, Running, sandbox  # noqa: F401  # the fixture
+
+DOMAIN = "contoso-sandbox.onmicrosoft.com"
+FULL = ("User.RevokeSessions.All", "User.Read.All", "GroupMember.Read.All", "RoleManagement.Read.Directory")
+
+
+def write_bundle(
+    run: Running,
+    creds: AppCredentials,
+    path: Path,
+    *,
+    app_roles: tuple[str, ...] = FULL,
+    delegated: tuple[str, ...] = (),
+    with_key: bool = True,
+) -> Path:
+    pem = creds.pem.decode()
+    key = pem[: pem.index("-----BEGIN CERTIFICATE-----")]
+    cert = pem[pem.index("-----BEGIN CERTIFICATE-----") :]
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    parsed = x509.load_pem_x509_certificate(cert.encode())
+    app = creds.app
+    bundle: dict[str, Any] = {
+        "schemaVersion": 1,
+        "tenantId": run.info["tenantId"],
+        "clientId": app.app_id,
+        "applicationObjectId": app.id,
+        "servicePrincipalObjectId": run.sandbox.tenant.sp_for_app(app.app_id).id,
+        "cloud": "custom",
+        "authorityHost": run.info["authorityHost"],
+        "graphEndpoint": run.info["graphEndpoint"],
+        "graphScope": run.info["graphScope"],
+        "permissionMode": "both" if delegated and app_roles else "delegated" if delegated else "application",
+        "applicationPermissions": list(app_roles),
+        "delegatedPermissions": list(delegated),
+        "certificates": [
+            {
+                "slot": "primary",
+                "source": "generated",
+                "thumbprint": parsed.fingerprint(hashes.SHA1()).hex().upper(),
+                "thumbprintSha256": parsed.fingerprint(hashes.SHA256()).hex().upper(),
+                "keyId": app.key_credentials[0]["keyId"],
+                "notAfter": parsed.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        ],
+    }
+    if with_key:
+        bundle["certificatePem"] = cert
+        bundle["privateKeyPem"] = key
+    path.write_text(json.dumps(bundle))
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Ops:
+    """A revoker app of the sandbox with its bundle."""
+
+    run: Running
+    creds: AppCredentials
+    bundle: Path
+
+    def user(self, alias: str) -> Any:
+        return self.run.user(alias)
+
+    def revoked_ids(self, since: int = 0) -> list[str]:
+        return [r["userId"] for r in self.run.revocations()[since:]]
+
+    def cli(
+        self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None, credentials: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the installed revoke-ops command in its own session (no controlling terminal)."""
+        exe = Path(sys.executable).parent / "revoke-ops"
+        command = [str(exe), *args]
+        if credentials and "--credentials" not in args:
+            command += ["--credentials", str(self.bundle)]
+        full_env = {**os.environ, "SSL_CERT_FILE": self.run.ca, "REQUESTS_CA_BUNDLE": self.run.ca, **(env or {})}
+        return subprocess.run(
+            command,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            timeout=300,
+            check=False,
+            start_new_session=True,
+        )
+
+
+@pytest.fixture
+def ops(sandbox: Running, tmp_path: Path, request: pytest.FixtureRequest) -> Ops:  # noqa: F811
+    name = f"ops-{request.node.name}"[:60]
+    creds = sandbox.app(name, app_roles=FULL)
+    return Ops(sandbox, creds, write_bundle(sandbox, creds, tmp_path / "bundle.json"))
+
+
+def run_async(coro: Any) -> Any:
+    return asyncio.run(coro)
