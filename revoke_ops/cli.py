@@ -83,7 +83,7 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--write-burst", type=float, default=3000, help="burst of writes before the rate applies")
     group.add_argument("--concurrency", type=int, default=4, help="batches in flight")
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    group.add_argument("--max-attempts", type=int, default=6, help="per user, for 5xx and connection errors")
+    group.add_argument("--max-attempts", type=int, default=10, help="per user, for 5xx and connection errors")
 
 
 def _parser() -> argparse.ArgumentParser:

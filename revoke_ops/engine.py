@@ -82,7 +82,7 @@ class EngineOptions:
     write_rate: float = 20.0  # refill per second (3,000 per 150 s)
     concurrency: int = 4  # batches in flight
     batch_size: int = MAX_BATCH
-    max_attempts: int = 6  # per user, for 5xx, connection errors and timeouts
+    max_attempts: int = 10  # per user, for 5xx, connection errors and timeouts (revocation is idempotent)
     max_throttled: int = 50  # 429s tolerated per user before giving up
     backoff_base: float = 1.0
     backoff_max: float = 60.0
@@ -267,8 +267,7 @@ class Engine:
                 if not batch:
                     return
 
-        workers = [asyncio.create_task(work()) for _ in range(max(1, self.options.concurrency))]
-        try:
+        async def drive() -> None:
             await produce()
             await queue.join()
             if last:  # the signed-in operator goes last, after everyone else
@@ -276,10 +275,21 @@ class Engine:
                 await queue.join()
             for _ in workers:
                 await queue.put((9, next(order), []))
-            await asyncio.gather(*workers)
+
+        workers = [asyncio.create_task(work()) for _ in range(max(1, self.options.concurrency))]
+        driver = asyncio.create_task(drive())
+        tasks = [driver, *workers]
+        try:
+            # A failing stage (a worker, the resolver) ends the run at once instead of leaving the
+            # others waiting on a queue nobody drains.
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            await asyncio.gather(*tasks)
         finally:
-            for worker in workers:
-                worker.cancel()
+            for task in tasks:
+                task.cancel()
             if self.journal is not None:
                 self.journal.sync()
         self.summary.finished = self.clock.monotonic()

@@ -7,13 +7,16 @@ a ``$batch`` (kiota never retries items, and its own retries would fight the pac
 
 from __future__ import annotations
 
+import asyncio
 import json
+import ssl
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+import httpcore
 import httpx
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
@@ -24,10 +27,21 @@ from msgraph.graph_request_adapter import options as graph_options
 from msgraph_core import GraphClientFactory
 
 from revoke_ops.credentials import Identity, ca_bundle
+from revoke_ops.errors import RevokeOpsError
 
 __all__ = ["GraphResponse", "GraphSession", "TransportError", "UnreadableResponseError"]
 
 USER_FIELDS = "id,userPrincipalName,userType,externalUserState,accountEnabled"
+# kiota's transport can surface httpcore's exceptions unwrapped.
+NETWORK_ERRORS = (
+    httpx.TransportError,
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.TimeoutException,
+    ConnectionError,
+    TimeoutError,
+)
+READ_ATTEMPTS = 6
 
 
 class TransportError(Exception):
@@ -94,7 +108,8 @@ class GraphSession:
         auth = AzureIdentityAuthenticationProvider(
             self.identity.credential, scopes=[self.identity.graph_scope], allowed_hosts=[host]
         )
-        verify: Any = ca_bundle() or True
+        ca = ca_bundle()
+        verify: Any = ssl.create_default_context(cafile=ca) if ca else True
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(self.timeout), verify=verify, http2=False)
         # A custom httpx client drops msgraph's default request options (incl. the /me rewrite):
         # pass them along explicitly.
@@ -144,14 +159,14 @@ class GraphSession:
         span = self.adapter.start_tracing_span(info, "revoke_ops.send")
         try:
             response = await self.adapter.get_http_response_message(info, span)
-        except (httpx.TransportError, httpx.TimeoutException) as err:
+        except NETWORK_ERRORS as err:
             raise TransportError(f"{type(err).__name__}: {err}") from err
         finally:
             span.end()
         response_headers = {k.lower(): v for k, v in response.headers.items()}
         try:
             content = await response.aread()
-        except (httpx.TransportError, httpx.TimeoutException) as err:
+        except NETWORK_ERRORS as err:
             raise UnreadableResponseError(f"the answer broke off: {type(err).__name__}") from err
         parsed: Any = None
         if content:
@@ -186,11 +201,29 @@ class GraphSession:
         """
         next_url: str | None = url
         while next_url:
-            response = await self.send("GET", next_url, headers=headers)
+            response = await self.read(next_url, headers=headers)
             if response.status != 200 or not isinstance(response.body, dict):
                 raise GraphRequestError(response, next_url)
             yield list(response.body.get("value", []))
             next_url = response.body.get("@odata.nextLink")
+
+    async def read(self, url: str, headers: dict[str, str] | None = None) -> GraphResponse:
+        """GET with retries on connection errors, unreadable answers, 429 (after Retry-After) and 5xx."""
+        for attempt in range(1, READ_ATTEMPTS + 1):
+            try:
+                response = await self.send("GET", url, headers=headers)
+            except (TransportError, UnreadableResponseError) as err:
+                if attempt == READ_ATTEMPTS:
+                    raise RevokeOpsError(
+                        f"reading {urlsplit(url).path} from Microsoft Graph failed {READ_ATTEMPTS} times: {err}"
+                    ) from err
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                continue
+            if (response.status == 429 or response.status >= 500) and attempt < READ_ATTEMPTS:
+                await asyncio.sleep(response.retry_after(min(5.0, 0.2 * 2**attempt)))
+                continue
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
 
 
 class GraphRequestError(Exception):

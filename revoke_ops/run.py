@@ -227,7 +227,7 @@ async def revoke(
                 )
             operator = None
             if identity.delegated:
-                me = await session.send("GET", "/me?$select=id,userPrincipalName")
+                me = await session.read("/me?$select=id,userPrincipalName")
                 if me.status == 200 and isinstance(me.body, dict):
                     operator = str(me.body.get("userPrincipalName") or me.body.get("id"))
                     operator_id = str(me.body.get("id", "")).lower()
@@ -317,7 +317,7 @@ async def _remote_count(session: GraphSession, request: RevokeRequest) -> int | 
             from urllib.parse import quote
 
             url += f"&$filter={quote(request.filter, safe='')}"
-    response = await session.send("GET", url, headers={"ConsistencyLevel": "eventual"})
+    response = await session.read(url, headers={"ConsistencyLevel": "eventual"})
     if response.status == 200 and isinstance(response.body, dict) and "@odata.count" in response.body:
         return int(response.body["@odata.count"])
     if response.status == 404 and request.group:

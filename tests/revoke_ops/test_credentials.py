@@ -1,0 +1,158 @@
+"""Credential selection and endpoints, without a network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from azure.identity import aio
+
+from revoke_ops.bundle import parse_bundle
+from revoke_ops.credentials import certificate_identity, delegated_identity, platform_identity
+from revoke_ops.errors import AuthError, InputError
+from revoke_ops.graph import GraphSession
+from tests.certs import make_certificate
+from tests.revoke_ops.test_bundle import BUNDLE
+
+
+def key_file(tmp_path: Path, key_type: str = "rsa", mode: int = 0o600) -> Path:
+    cert, key = make_certificate(key_type=key_type)
+    path = tmp_path / "key.pem"
+    path.write_text(key + cert)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("cloud", "authority", "graph", "scope"),
+    [
+        (
+            "public",
+            "https://login.microsoftonline.com",
+            "https://graph.microsoft.com/v1.0",
+            "https://graph.microsoft.com/.default",
+        ),
+        (
+            "usgovernment",
+            "https://login.microsoftonline.us",
+            "https://graph.microsoft.us/v1.0",
+            "https://graph.microsoft.us/.default",
+        ),
+        (
+            "usgovernmentdod",
+            "https://login.microsoftonline.us",
+            "https://dod-graph.microsoft.us/v1.0",
+            "https://dod-graph.microsoft.us/.default",
+        ),
+        (
+            "china",
+            "https://login.chinacloudapi.cn",
+            "https://microsoftgraph.chinacloudapi.cn/v1.0",
+            "https://microsoftgraph.chinacloudapi.cn/.default",
+        ),
+    ],
+)
+def test_national_cloud_endpoints_from_the_environment(
+    tmp_path: Path, cloud: str, authority: str, graph: str, scope: str
+):
+    env = {
+        "AZURE_TENANT_ID": BUNDLE["tenantId"],
+        "AZURE_CLIENT_ID": BUNDLE["clientId"],
+        "AZURE_CLIENT_CERTIFICATE_PATH": str(key_file(tmp_path)),
+    }
+    identity = certificate_identity(cloud=cloud, environ=env)
+    assert (identity.authority_host, identity.graph_endpoint, identity.graph_scope) == (authority, graph, scope)
+
+    async def base_url() -> str:
+        async with GraphSession(identity) as session:
+            return str(session.adapter.base_url)
+
+    assert asyncio.run(base_url()) == graph
+    asyncio.run(identity.close())
+
+
+def test_bundle_endpoints_decide_where_requests_go(tmp_path: Path):
+    cert, key = make_certificate()
+    bundle = parse_bundle(
+        {
+            **BUNDLE,
+            "cloud": "usgovernment",
+            "authorityHost": "https://login.microsoftonline.us",
+            "graphEndpoint": "https://graph.microsoft.us/v1.0",
+            "graphScope": "https://graph.microsoft.us/.default",
+            "certificatePem": cert,
+            "privateKeyPem": key,
+        }
+    )
+    identity = certificate_identity(bundle=bundle)
+    assert identity.graph_endpoint == "https://graph.microsoft.us/v1.0"
+    assert identity.credential._client._authority == "https://login.microsoftonline.us"
+    asyncio.run(identity.close())
+
+
+def test_key_problems_are_input_errors(tmp_path: Path):
+    env = {"AZURE_TENANT_ID": BUNDLE["tenantId"], "AZURE_CLIENT_ID": BUNDLE["clientId"]}
+    with pytest.raises(InputError, match="readable by group or others"):
+        certificate_identity(environ={**env, "AZURE_CLIENT_CERTIFICATE_PATH": str(key_file(tmp_path, mode=0o644))})
+    with pytest.raises(InputError, match="the private key is not RSA"):
+        certificate_identity(environ={**env, "AZURE_CLIENT_CERTIFICATE_PATH": str(key_file(tmp_path, key_type="ec"))})
+    with pytest.raises(InputError, match="AZURE_CLIENT_CERTIFICATE_PATH"):
+        certificate_identity(environ=env)
+    with pytest.raises(InputError, match="the bundle holds no private key"):
+        certificate_identity(bundle=parse_bundle(BUNDLE))
+
+
+def test_managed_identity_selection(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-4333-8444-555555555555")
+    identity = platform_identity("managed-identity", bundle=parse_bundle(BUNDLE))
+    assert isinstance(identity.credential, aio.ManagedIdentityCredential)
+    assert identity.tenant_id == BUNDLE["tenantId"]
+    assert identity.description == "managed identity 11111111-2222-4333-8444-555555555555"
+    asyncio.run(identity.close())
+
+
+def test_workload_identity_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    token = tmp_path / "token"
+    token.write_text("federated")
+    monkeypatch.setenv("AZURE_TENANT_ID", BUNDLE["tenantId"])
+    monkeypatch.setenv("AZURE_CLIENT_ID", BUNDLE["clientId"])
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
+    identity = platform_identity("workload-identity", cloud="china")
+    assert isinstance(identity.credential, aio.WorkloadIdentityCredential)
+    assert identity.graph_endpoint == "https://microsoftgraph.chinacloudapi.cn/v1.0"
+    asyncio.run(identity.close())
+    monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE")
+    with pytest.raises(InputError, match="AZURE_FEDERATED_TOKEN_FILE"):
+        platform_identity("workload-identity")
+
+
+def test_azure_pipelines_selection(monkeypatch: pytest.MonkeyPatch):
+    with pytest.raises(InputError, match="SYSTEM_ACCESSTOKEN"):
+        platform_identity("azure-pipelines")
+    for name, value in {
+        "AZURESUBSCRIPTION_TENANT_ID": BUNDLE["tenantId"],
+        "AZURESUBSCRIPTION_CLIENT_ID": BUNDLE["clientId"],
+        "AZURESUBSCRIPTION_SERVICE_CONNECTION_ID": "conn",
+        "SYSTEM_ACCESSTOKEN": "x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    identity = platform_identity("azure-pipelines")
+    assert isinstance(identity.credential, aio.AzurePipelinesCredential)
+    asyncio.run(identity.close())
+
+
+def test_delegated_needs_delegated_consent():
+    with pytest.raises(AuthError, match="granted no delegated permission"):
+        delegated_identity("device-code", bundle=parse_bundle(BUNDLE))
+    both = parse_bundle({**BUNDLE, "permissionMode": "both", "delegatedPermissions": ["User.RevokeSessions.All"]})
+    identity = delegated_identity("device-code", bundle=both)
+    assert identity.delegated and identity.kind == "delegated"
+
+
+def test_bundle_json_roundtrip_has_no_secret_in_repr(tmp_path: Path):
+    cert, key = make_certificate()
+    bundle = parse_bundle({**BUNDLE, "certificatePem": cert, "privateKeyPem": key})
+    assert "PRIVATE" not in repr(bundle) and key[40:80] not in repr(bundle)
+    assert json.loads(json.dumps(BUNDLE)) == BUNDLE
