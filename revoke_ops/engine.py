@@ -250,6 +250,10 @@ class Engine:
                 bucket = urgent if item.privileged else normal
                 bucket.append(item)
                 if len(bucket) >= self.options.batch_size:
+                    if bucket is normal and urgent:
+                        # privileged users never wait behind a batch of ordinary ones
+                        await queue.put((0, next(order), list(urgent)))
+                        urgent.clear()
                     await queue.put((0 if bucket is urgent else 1, next(order), list(bucket)))
                     bucket.clear()
             for priority, bucket in ((0, urgent), (1, normal)):

@@ -14,7 +14,7 @@ from urllib.parse import quote
 
 from revoke_ops.engine import Final, Item, Send
 from revoke_ops.errors import AuthError, InputError, MissingPermissionError
-from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession
+from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession, TransportError, UnreadableResponseError
 from revoke_ops.targets import Target, TargetFile, key_hash, parse_target
 
 __all__ = ["Capabilities", "Exclusions", "Plan", "is_external", "resolve_exclusions", "stream"]
@@ -270,6 +270,26 @@ async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> A
             yield _decide(plan, user, target.key)
 
 
+async def _privileged_members(session: GraphSession, group: str, holders: list[str]) -> list[str]:
+    """Which directory role holders are transitive members of ``group`` (checkMemberGroups, batched)."""
+    from revoke_ops.graph import BatchItem
+
+    members: list[str] = []
+    for start in range(0, len(holders), 20):
+        chunk = holders[start : start + 20]
+        items = [
+            BatchItem(str(n + 1), "POST", f"/directoryObjects/{h}/checkMemberGroups", {"groupIds": [group]})
+            for n, h in enumerate(chunk)
+        ]
+        response = await session.batch(items)
+        answers = response.body.get("responses", []) if isinstance(response.body, dict) else []
+        for answer in answers:
+            body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
+            if answer.get("status") == 200 and group.lower() in [str(g).lower() for g in body.get("value", [])]:
+                members.append(chunk[int(answer["id"]) - 1])
+    return members
+
+
 async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> AsyncIterator[Item]:
     if plan.group:
         caps.require("revoking a group's members (--group)", caps.read_members, "GroupMember.Read.All")
@@ -284,6 +304,20 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
         url = f"/users?$select={USER_FIELDS}&$top=999"
         if plan.filter:
             url += f"&$filter={quote(plan.filter, safe='')}"
+    if plan.privileged and plan.group:
+        # Privileged members first: ask Graph which role holders are (transitive) members.
+        try:
+            members = await _privileged_members(session, plan.group, sorted(plan.privileged))
+        except (TransportError, UnreadableResponseError) as err:
+            log.warning("could not check which privileged users are in the group (%s): they go in listing order", err)
+            members = []
+        for start in range(0, len(members), LOOKUP_CHUNK):
+            chunk = [Target(i, "id", "privileged group member") for i in members[start : start + LOOKUP_CHUNK]]
+            found = await lookup(session, chunk) if caps.read_users else {i.key: {"id": i.key} for i in chunk}
+            for user in found.values():
+                if not _done(plan, str(user["id"])):
+                    yield _decide(plan, user, str(user["id"]).lower())
+        plan.skip |= {key_hash(i) for i in members}
     if plan.privileged and plan.all_users and not plan.filter:
         # Every role holder is a target of an unfiltered whole-tenant run: send them first.
         ids = sorted(plan.privileged)

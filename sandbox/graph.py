@@ -200,7 +200,7 @@ class Graph:
         return Caller(claims["appid"], frozenset(claims.get("roles", [])), None)
 
     def _admit_and_dispatch(self, request: Request, caller: Caller, request_id: str) -> Response:
-        write = request.method in ("POST", "PATCH", "DELETE", "PUT")
+        write = request.method in ("POST", "PATCH", "DELETE", "PUT") and not request.path.endswith("/checkMemberGroups")
         collection = request.method == "GET" and request.path.rstrip("/").split("/")[-1] in (
             "users",
             "members",
@@ -301,6 +301,16 @@ class Graph:
             case ["groups", gid, ("members" | "transitiveMembers") as rel, *cast] if method == "GET":
                 self._require(caller, catalog.READ_MEMBERS)
                 return self._members(request, caller, gid, rel, cast)
+            case ["users" | "directoryObjects", key, "checkMemberGroups"] if method == "POST":
+                self._require(caller, catalog.READ_MEMBERS)
+                user = self._user_or_404(key, caller)
+                wanted = [str(g).lower() for g in (request.body or {}).get("groupIds", [])]
+                if len(wanted) > 20:
+                    raise GraphError(400, "Request_BadRequest", "At most 20 groupIds may be checked at once.")
+                value = [g for g in wanted if g in self.tenant.groups and user.id in self.tenant.transitive_members(g)]
+                return Response(
+                    200, {"@odata.context": f"{self.base}/$metadata#Collection(Edm.String)", "value": value}
+                )
             case ["directoryRoles"] if method == "GET":
                 self._require(caller, catalog.READ_ROLES)
                 roles = [
