@@ -87,6 +87,7 @@ class EngineOptions:
     backoff_base: float = 1.0
     backoff_max: float = 60.0
     dry_run: bool = False
+    delegated: bool = False  # a signed-in operator: a 403 means their directory role does not cover the user
 
 
 @dataclass
