@@ -462,10 +462,17 @@ class Engine:
                     **common,
                 )
             elif status == 403:
+                reason = error.get("message")
+                if self.options.delegated:
+                    reason = (
+                        f"{reason} Your directory role does not cover this user: Helpdesk or Password Administrator "
+                        "covers non-admins, User Administrator limited admins, Privileged Authentication "
+                        "Administrator privileged admins."
+                    )
                 self._record(
                     "forbidden",
                     code=code or "Authorization_RequestDenied",
-                    reason=error.get("message"),
+                    reason=reason,
                     response=_with_request_id(response, item_request_id),
                     **common,
                 )

@@ -287,6 +287,8 @@ async def revoke(
                     {"id": item.id, "userPrincipalName": item.upn, "target": item.target, "privileged": item.privileged}
                 )
 
+            request.engine.dry_run = request.dry_run
+            request.engine.delegated = identity.delegated
             factory = engine_factory or Engine
             engine = factory(session, journal, request.engine, on_outcome=on_progress, on_would_revoke=collect)
             try:

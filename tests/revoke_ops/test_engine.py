@@ -222,6 +222,7 @@ def test_delegated_operator_goes_last_and_roles_bound_what_they_may_revoke(sandb
     assert body["summary"]["outcomes"]["forbidden"] == 1
     forbidden = body["notRevoked"][0]
     assert forbidden["outcome"] == "forbidden" and forbidden["code"] == "Authorization_RequestDenied"
+    assert "Privileged Authentication Administrator privileged admins" in forbidden["reason"]
     revoked = [r["userId"] for r in sandbox.revocations()[before:]]
     assert revoked == [ordinary.id, sandbox.user("admin.helpdesk").id], "the signed-in operator goes last"
     assert sandbox.revocations()[-1]["byUser"] == sandbox.user("admin.helpdesk").id
