@@ -80,15 +80,23 @@ class Exclusions:
         return len(self.ids | self.upns)
 
 
-async def lookup(session: GraphSession, targets: list[Target]) -> dict[str, dict[str, Any]]:
-    """Look users up by id or UPN in chunks of 15; return key -> user (absent keys were not found)."""
+async def lookup(
+    session: GraphSession, targets: list[Target], extra_filter: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Look users up by id or UPN in chunks of 15; return key -> user (absent keys were not found).
+
+    :param extra_filter: only users that also match this ``$filter``.
+    """
     found: dict[str, dict[str, Any]] = {}
     for kind, field_name in (("id", "id"), ("upn", "userPrincipalName")):
         keys = [t.key for t in targets if t.kind == kind]
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start : start + LOOKUP_CHUNK]
             values = ",".join("'" + k.replace("'", "''") + "'" for k in chunk)
-            url = f"/users?$filter={quote(f'{field_name} in ({values})', safe='')}&$select={USER_FIELDS}&$top=999"
+            condition = f"{field_name} in ({values})"
+            if extra_filter:
+                condition = f"({extra_filter}) and ({condition})"
+            url = f"/users?$filter={quote(condition, safe='')}&$select={USER_FIELDS}&$top=999"
             async for page in session.pages(url):
                 for user in page:
                     key = str(user.get("id" if kind == "id" else "userPrincipalName", "")).lower()
@@ -153,6 +161,7 @@ class Plan:
     include_external: bool = False
     exclusions: Exclusions = field(default_factory=Exclusions)
     privileged: set[str] = field(default_factory=set)
+    privileged_upns: set[str] = field(default_factory=set)
     operator_id: str | None = None
     skip: set[int] = field(default_factory=set)  # key hashes already done (resume)
 
@@ -229,7 +238,9 @@ async def stream(plan: Plan, session: GraphSession | None, caps: Capabilities) -
             # Privileged first: find them among the targets before streaming the rest.
             first: list[Target] = []
             for target in _local_targets(plan):
-                if target.kind == "id" and target.key in plan.privileged:
+                if (target.kind == "id" and target.key in plan.privileged) or (
+                    target.kind == "upn" and target.key in plan.privileged_upns
+                ):
                     first.append(target)
             rest_skip = {key_hash(t.key) for t in first}
         else:
@@ -318,16 +329,16 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
                 if not _done(plan, str(user["id"])):
                     yield _decide(plan, user, str(user["id"]).lower())
         plan.skip |= {key_hash(i) for i in members}
-    if plan.privileged and plan.all_users and not plan.filter:
-        # Every role holder is a target of an unfiltered whole-tenant run: send them first.
+    if plan.privileged and plan.all_users:
+        # Role holders that the run covers (all of them, or those matching --filter) go first.
         ids = sorted(plan.privileged)
         for start in range(0, len(ids), LOOKUP_CHUNK):
             chunk = [Target(i, "id", "directory role holder") for i in ids[start : start + LOOKUP_CHUNK]]
-            found = await lookup(session, chunk)
+            found = await lookup(session, chunk, plan.filter)
             for user in found.values():
                 if not _done(plan, str(user["id"])):
                     yield _decide(plan, user, str(user["id"]).lower())
-        plan.skip |= {key_hash(i) for i in ids}
+                plan.skip.add(key_hash(str(user["id"]).lower()))
     try:
         async for page in session.pages(url):
             for user in page:

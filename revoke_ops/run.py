@@ -25,8 +25,8 @@ from revoke_ops.engine import Engine, EngineOptions, Send, Summary
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.graph import GraphSession
 from revoke_ops.journal import Journal, default_journal_path, read_journal
-from revoke_ops.resolve import Capabilities, Exclusions, Plan, privileged_ids, resolve_exclusions, stream
-from revoke_ops.targets import TargetFile, parse_target, validate_files
+from revoke_ops.resolve import Capabilities, Exclusions, Plan, lookup, privileged_ids, resolve_exclusions, stream
+from revoke_ops.targets import Target, TargetFile, parse_target, validate_files
 
 __all__ = ["RevokeRequest", "RunResult", "outcome_exit_code", "revoke"]
 
@@ -213,8 +213,12 @@ async def revoke(
                 target_kinds = {"id", "upn"}
             exclusions: Exclusions = await resolve_exclusions(session, caps, exclusion_values, target_kinds)
             privileged: set[str] = set()
+            privileged_upns: set[str] = set()
             if caps.read_roles:
                 privileged = await privileged_ids(session)
+                if caps.read_users and privileged and "upn" in target_kinds and (files or request.users):
+                    holders = await lookup(session, [Target(i, "id", "role holder") for i in sorted(privileged)])
+                    privileged_upns = {str(u.get("userPrincipalName", "")).lower() for u in holders.values()}
             else:
                 warnings.append(
                     "privileged users (directory role holders) cannot be identified and revoked first without "
@@ -261,6 +265,7 @@ async def revoke(
                 include_external=request.include_external,
                 exclusions=exclusions,
                 privileged=privileged,
+                privileged_upns=privileged_upns,
                 operator_id=operator_id,
                 skip=resume_state.done_hashes() if resume_state else set(),
             )

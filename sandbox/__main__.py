@@ -26,6 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         users=args.users,
         groups=args.groups,
         group_size=args.group_size,
+        bulk_group=args.bulk_group,
         seed=args.seed,
         time_scale=args.time_scale,
         throttling=not args.no_throttling,
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--users", type=int, default=2000)
     serve.add_argument("--groups", type=int, default=20)
     serve.add_argument("--group-size", type=int, default=300, help="members of compromised-sales (transitively)")
+    serve.add_argument("--bulk-group", type=int, default=0, help="also a flat group 'incident-bulk' of N members")
     serve.add_argument("--seed", type=int, default=1)
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument(

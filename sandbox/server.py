@@ -146,6 +146,7 @@ class SandboxOptions:
     users: int = 2000
     groups: int = 20
     group_size: int = 300
+    bulk_group: int = 0
     seed: int = 1
     time_scale: float = 1.0
     throttling: bool = True
@@ -170,6 +171,7 @@ class Sandbox:
             self.options.users,
             self.options.groups,
             self.options.group_size,
+            self.options.bulk_group,
         )
         self.throttle = ThrottleModel(self.clock, len(self.tenant.users), enabled=self.options.throttling)
         self.latency = self.options.latency
@@ -315,7 +317,9 @@ class Sandbox:
             "caBundle": str(ca_path),
             "controlEndpoint": f"{base_url}/_control",
             "sampleUsers": [{"id": u.id, "userPrincipalName": u.user_principal_name} for u in samples if u],
-            "groups": {g.display_name: g.id for g in list(self.tenant.groups.values())[:5]},
+            "groups": {
+                g.display_name: g.id for g in self.tenant.groups.values() if not g.display_name.startswith("team-")
+            },
             "deployer": deployer,
             "timeScale": self.options.time_scale,
         }

@@ -395,7 +395,7 @@ class Tenant:
             self.assignments[aid] = AppRoleAssignment(aid, sp_id, "ServicePrincipal", GRAPH_SP_ID, role_id, created)
 
 
-def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 300) -> Tenant:
+def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 300, bulk_group: int = 0) -> Tenant:
     """Populate a tenant deterministically (the tenant's seed decides every id and choice).
 
     Named accounts: two break-glass Global Administrators, one admin per emulated directory role,
@@ -450,6 +450,9 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
     direct = [u.id for u in sales[emea_size : emea_size + max(0, group_size - emea_size - 4)]]
     direct += [named["breakglass1"].id, named["guest"].id, named["admin.security"].id, emea.id]
     tenant.add_group("compromised-sales", direct)
+    if bulk_group:
+        # A large flat group for scale runs (e.g. time to first revocation over 100,000 members).
+        tenant.add_group("incident-bulk", [u.id for u in ordinary[:bulk_group]])
     for g in range(groups - 2):
         members = [u.id for u in rng.sample(ordinary, min(len(ordinary), rng.randint(5, 60)))]
         tenant.add_group(f"team-{g:03d}", members)

@@ -260,3 +260,20 @@ def test_doctor_reports_ok_and_explains_consent_replication(ops: Ops, sandbox, t
     assert "The role is granted but not yet in the token; this can take minutes after `pulumi up`" in result.stdout
     revoke = ops.cli("revoke", "--user", sandbox.sandbox.tenant.users[256].id, "--credentials", str(bundle))
     assert revoke.returncode == 0, "after replication the same bundle works"
+
+
+def test_privileged_first_for_upn_targets_and_filtered_tenant_runs(ops: Ops):
+    ordinary = [u for u in ops.run.sandbox.tenant.users[300:330] if u.user_type == "Member"][:8]
+    before = len(ops.run.revocations())
+    args = [a for u in ordinary for a in ("--user", u.user_principal_name)] + ["--user", f"admin.global@{DOMAIN}"]
+    result = ops.cli("revoke", *args, "--yes", "--concurrency", "1")
+    assert result.returncode == 0, result.stderr
+    assert ops.revoked_ids(before)[0] == ops.user("admin.global").id, "the Global Administrator goes first"
+    before = len(ops.run.revocations())
+    result = ops.cli("revoke", "--all-users", "--filter", "department eq 'IT'", "--yes", "--concurrency", "1",
+                     "--exclude", f"breakglass1@{DOMAIN}")
+    assert result.returncode == 0, result.stderr
+    revoked = ops.revoked_ids(before)
+    it_people = [u for u in ops.run.sandbox.tenant.users if u.department == "IT"]
+    assert set(revoked) == {u.id for u in it_people}
+    assert revoked[-1] == ops.user("operator").id, "the only IT user without a directory role goes after the admins"
