@@ -270,8 +270,17 @@ def test_privileged_first_for_upn_targets_and_filtered_tenant_runs(ops: Ops):
     assert result.returncode == 0, result.stderr
     assert ops.revoked_ids(before)[0] == ops.user("admin.global").id, "the Global Administrator goes first"
     before = len(ops.run.revocations())
-    result = ops.cli("revoke", "--all-users", "--filter", "department eq 'IT'", "--yes", "--concurrency", "1",
-                     "--exclude", f"breakglass1@{DOMAIN}")
+    result = ops.cli(
+        "revoke",
+        "--all-users",
+        "--filter",
+        "department eq 'IT'",
+        "--yes",
+        "--concurrency",
+        "1",
+        "--exclude",
+        f"breakglass1@{DOMAIN}",
+    )
     assert result.returncode == 0, result.stderr
     revoked = ops.revoked_ids(before)
     it_people = [u for u in ops.run.sandbox.tenant.users if u.department == "IT"]
