@@ -188,7 +188,7 @@ async def run_sequential(tenant: Tenant, ids: list[str]) -> dict[str, Any]:
     return {"seconds": time.monotonic() - started, "failures": failures}
 
 
-async def run_naive(tenant: Tenant, ids: list[str]) -> dict[str, Any]:
+async def run_naive(tenant: Tenant, ids: list[str], deadline: float) -> dict[str, Any]:
     """Unpaced asyncio.gather over msgraph-sdk with its default retry handler."""
     from revoke_ops import certificate_identity, load_bundle
     from revoke_ops.graph import GraphSession
@@ -198,16 +198,28 @@ async def run_naive(tenant: Tenant, ids: list[str]) -> dict[str, Any]:
     async with GraphSession(identity, timeout=300) as session:
         client = session.client
 
-        async def one(user: str) -> bool:
+        outcome = {"ok": 0, "failed": 0}
+
+        async def one(user: str) -> None:
             try:
                 await client.users.by_user_id(user).revoke_sign_in_sessions.post()
             except Exception:  # noqa: BLE001
-                return False
-            return True
+                outcome["failed"] += 1
+            else:
+                outcome["ok"] += 1
 
-        results = await asyncio.gather(*(one(u) for u in ids))
+        finished = True
+        try:
+            await asyncio.wait_for(asyncio.gather(*(one(u) for u in ids)), timeout=deadline)
+        except TimeoutError:
+            finished = False
     await identity.close()
-    return {"seconds": time.monotonic() - started, "failures": results.count(False)}
+    return {
+        "seconds": time.monotonic() - started,
+        "failures": outcome["failed"],
+        "completed": outcome["ok"],
+        "finished": finished,
+    }
 
 
 def throttled_share(tenant: Tenant) -> tuple[int, int]:
@@ -216,8 +228,14 @@ def throttled_share(tenant: Tenant) -> tuple[int, int]:
     return counts.get(429, 0), sum(counts.values())
 
 
-def bench_throughput(users: int, scale: float) -> dict[str, Any]:
-    figures: dict[str, Any] = {"users": users, "time_scale": scale}
+def bench_throughput(users: int, scale: float, out: Path, naive_deadline: float) -> dict[str, Any]:
+    figures: dict[str, Any] = {"users": users, "time_scale": scale, "naive_deadline_s_real": naive_deadline}
+
+    def save() -> None:
+        current = json.loads(out.read_text()) if out.exists() else {}
+        current["throughput"] = figures
+        out.write_text(json.dumps(current, indent=2, default=str) + "\n")
+
     # 1. revoke-ops
     with sandbox(users + 500, time_scale=scale) as tenant:
         ids = user_ids(tenant, users)
@@ -251,6 +269,7 @@ def bench_throughput(users: int, scale: float) -> dict[str, Any]:
             "lost_users": len(set(ids) - revoked_server),
             "outcomes": tool["counts"],
         }
+    save()
     # 2. baselines, each in a fresh tenant with full buckets
     with sandbox(users + 500, time_scale=scale) as tenant:
         ids = user_ids(tenant, users)
@@ -264,14 +283,17 @@ def bench_throughput(users: int, scale: float) -> dict[str, Any]:
             "requests": total,
             "lost_users": lost,
         }
+    save()
     with sandbox(users + 500, time_scale=scale) as tenant:
         ids = user_ids(tenant, users)
-        naive = asyncio.run(run_naive(tenant, ids))
+        naive = asyncio.run(run_naive(tenant, ids, naive_deadline))
         n429, total = throttled_share(tenant)
         lost = len(set(ids) - {r["userId"] for r in revocation_record(tenant)})
         figures["naive"] = {
             "seconds_unscaled": naive["seconds"] / scale,
             "failures": naive["failures"],
+            "completed": naive["completed"],
+            "finished": naive["finished"],
             "throttled": n429,
             "requests": total,
             "lost_users": lost,
@@ -401,12 +423,13 @@ def main() -> int:
     parser.add_argument("--dry-users", type=int, default=1_000_000)
     parser.add_argument("--real-users", type=int, default=200_000)
     parser.add_argument("--group-members", type=int, default=100_000)
+    parser.add_argument("--naive-deadline", type=float, default=600.0, help="real seconds the naive baseline may run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     args = parser.parse_args()
     results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.exists() else {}
     results["machine"] = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
     if args.what in ("all", "throughput"):
-        t = bench_throughput(args.users, args.time_scale)
+        t = bench_throughput(args.users, args.time_scale, args.out, args.naive_deadline)
         results["throughput"] = t
         results.update(
             {

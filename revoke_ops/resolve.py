@@ -6,8 +6,10 @@ permission to add to the stack's ``readPermissions``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -246,10 +248,11 @@ async def stream(plan: Plan, session: GraphSession | None, caps: Capabilities) -
         else:
             first, rest_skip = [], set()
         for chunk in _chunks(first, LOOKUP_CHUNK):
-            async for item in _resolved(plan, session, chunk):
+            for item in await _resolved(plan, session, chunk):
                 yield item
-        for chunk in _chunks((t for t in _local_targets(plan) if key_hash(t.key) not in rest_skip), LOOKUP_CHUNK):
-            async for item in _resolved(plan, session, chunk):
+        rest = _chunks((t for t in _local_targets(plan) if key_hash(t.key) not in rest_skip), LOOKUP_CHUNK)
+        async for items in _pipelined(rest, lambda chunk: _resolved(plan, session, chunk)):
+            for item in items:
                 yield item
         return
     # Without User.Read.All: revoke as given (by id or UPN); externals only by their #EXT# UPN.
@@ -261,24 +264,48 @@ async def stream(plan: Plan, session: GraphSession | None, caps: Capabilities) -
         yield _decide(plan, {"id": uid or "", "userPrincipalName": upn}, target.key)
 
 
-async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> AsyncIterator[Item]:
+LOOKUP_WINDOW = 8  # lookups in flight, so resolution keeps ahead of the write budget
+
+
+async def _pipelined(
+    chunks: Iterator[list[Target]], resolve: Callable[[list[Target]], Awaitable[list[Item]]]
+) -> AsyncIterator[list[Item]]:
+    """Run up to LOOKUP_WINDOW lookups at once; yield their results in input order."""
+    window: deque[asyncio.Task[list[Item]]] = deque()
+    try:
+        for chunk in chunks:
+            window.append(asyncio.ensure_future(resolve(chunk)))
+            if len(window) >= LOOKUP_WINDOW:
+                yield await window.popleft()
+        while window:
+            yield await window.popleft()
+    finally:
+        for task in window:
+            task.cancel()
+
+
+async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> list[Item]:
     todo = [t for t in chunk if not _done(plan, t.key)]
     if not todo:
-        return
+        return []
     found = await lookup(session, todo)
+    items: list[Item] = []
     for target in todo:
         user = found.get(target.key)
         if user is None:
-            yield Final(
-                target.key if target.kind == "id" else None,
-                target.key if target.kind == "upn" else None,
-                target.key,
-                "not_found",
-                f"no such user in the tenant ({target.source})",
-                "Request_ResourceNotFound",
+            items.append(
+                Final(
+                    target.key if target.kind == "id" else None,
+                    target.key if target.kind == "upn" else None,
+                    target.key,
+                    "not_found",
+                    f"no such user in the tenant ({target.source})",
+                    "Request_ResourceNotFound",
+                )
             )
         elif not _done(plan, str(user.get("id")), str(user.get("userPrincipalName") or "")):
-            yield _decide(plan, user, target.key)
+            items.append(_decide(plan, user, target.key))
+    return items
 
 
 async def _privileged_members(session: GraphSession, group: str, holders: list[str]) -> list[str]:
