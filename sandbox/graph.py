@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -442,6 +443,12 @@ class Graph:
         select = _select(request.query)
         start = _skip(request.query)
         users = self.tenant.users
+        keys = _in_keys(request.query.get("$filter", ""))
+        if keys is not None:
+            # Like Graph's own indexes: `id in (...)` / `userPrincipalName in (...)` look users up by
+            # key instead of scanning the directory (the predicate still decides).
+            found = {u.id: u for u in (self.tenant.user(k) for k in keys) if u is not None}
+            users = [found[i] for i in sorted(found)]
 
         def matches() -> Iterable[tuple[int, dict[str, Any]]]:
             for position in range(start, len(users)):
@@ -709,6 +716,17 @@ class Graph:
         )
         self.tenant.grants[grant.id] = grant
         return Response(201, grant.to_graph())
+
+
+_IN_FILTER = re.compile(r"(?:^|\(|and\s+\()\s*(?:id|userPrincipalName)\s+in\s+\(([^()]*)\)\)?\s*$", re.IGNORECASE)
+
+
+def _in_keys(text: str) -> list[str] | None:
+    """The keys of a filter ending in ``id in (...)`` or ``userPrincipalName in (...)``, else None."""
+    match = _IN_FILTER.search(text)
+    if not match or " or " in text.lower():
+        return None
+    return [v.strip().strip("'").replace("''", "'") for v in match.group(1).split(",") if v.strip()]
 
 
 def _parse_query(text: str) -> dict[str, str]:
