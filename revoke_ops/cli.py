@@ -269,8 +269,25 @@ async def _revoke(args: argparse.Namespace) -> int:
             "-" in args.from_file,
         )
 
+    # A dry run streams what would be revoked to stdout as it is resolved (a million lines stay
+    # out of memory); JSON output is one object whose wouldRevoke array is written incrementally.
+    shown = 0
+
+    def would(row: dict[str, Any]) -> None:
+        nonlocal shown
+        if args.output == "json":
+            sys.stdout.write(('{\n  "wouldRevoke": [\n    ' if shown == 0 else ",\n    ") + json.dumps(row))
+        else:
+            if shown == 0:
+                sys.stdout.write(f"{'WOULD REVOKE (id)':<36}  userPrincipalName\n")
+            mark = "  privileged" if row["privileged"] else ""
+            sys.stdout.write(f"{row['id'] or '':<36}  {row['userPrincipalName'] or row['target']}{mark}\n")
+        shown += 1
+
     try:
-        result = await revoke(identity, request, confirm=confirm, on_progress=progress)
+        result = await revoke(
+            identity, request, confirm=confirm, on_progress=progress, on_would_revoke=would if args.dry_run else None
+        )
     finally:
         progress.close()
         await identity.close()
@@ -281,18 +298,18 @@ async def _revoke(args: argparse.Namespace) -> int:
             "summary": summary.to_json(),
             "journal": str(result.journal) if result.journal else None,
             "warnings": result.warnings,
+            "notRevoked": summary.not_revoked,
         }
         if args.dry_run:
-            body["wouldRevoke"] = result.would_revoke
-        body["notRevoked"] = summary.not_revoked
-        print(json.dumps(body, indent=2))
+            if shown == 0:
+                sys.stdout.write('{\n  "wouldRevoke": [')
+            rest = json.dumps(body, indent=2)[1:]  # the remaining keys of the same object
+            sys.stdout.write("\n  ],\n" + rest.lstrip("\n") + "\n")
+        else:
+            print(json.dumps(body, indent=2))
     else:
-        if args.dry_run:
-            rows = [
-                [u["id"] or "", u["userPrincipalName"] or "", "privileged" if u["privileged"] else ""]
-                for u in result.would_revoke
-            ]
-            print(_table(rows, ["WOULD REVOKE (id)", "userPrincipalName", ""]) if rows else "nothing would be revoked")
+        if args.dry_run and shown == 0:
+            print("nothing would be revoked")
         if summary.not_revoked:
             rows = [
                 [

@@ -134,9 +134,12 @@ async def revoke(
     confirm: Callable[[int | None, float | None, dict[str, Any]], bool] | None = None,
     on_progress: Callable[[Summary], None] | None = None,
     engine_factory: Callable[..., Engine] | None = None,
+    on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run one revocation (or a dry run) and return its result.
 
+    :param on_would_revoke: in a dry run, receives each user that would be revoked as it is
+        resolved (else they are collected in ``RunResult.would_revoke``).
     :param confirm: called after phase 2 with (count or None, ETA seconds or None, details);
         return False to stop before anything changes. None means "do not ask" (like ``--yes``).
     :raises InputError: invalid local input or an unresolvable exclusion (nothing changed).
@@ -288,9 +291,16 @@ async def revoke(
             would: list[dict[str, Any]] = []
 
             def collect(item: Send) -> None:
-                would.append(
-                    {"id": item.id, "userPrincipalName": item.upn, "target": item.target, "privileged": item.privileged}
-                )
+                row = {
+                    "id": item.id,
+                    "userPrincipalName": item.upn,
+                    "target": item.target,
+                    "privileged": item.privileged,
+                }
+                if on_would_revoke is not None:
+                    on_would_revoke(row)  # streamed: memory stays flat for a million targets
+                else:
+                    would.append(row)
 
             request.engine.dry_run = request.dry_run
             request.engine.delegated = identity.delegated
