@@ -306,11 +306,24 @@ def bench_throughput(users: int, scale: float, out: Path, naive_deadline: float)
 
 
 def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, float, int]:
-    """Run a command; return (its peak RSS in MB, seconds, exit code) from wait4's rusage."""
+    """Run a command; return (its peak RSS in MB, seconds, exit code).
+
+    The peak is the process's own high-water mark (VmHWM of its address space), sampled until it
+    exits: wait4's ru_maxrss would also count the parent's RSS inherited through fork before exec.
+    """
     started = time.monotonic()
-    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _pid, status, usage = os.wait4(process.pid, 0)
-    return usage.ru_maxrss / 1024, time.monotonic() - started, os.waitstatus_to_exitcode(status)
+    process = subprocess.Popen(args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0.0
+    status = Path(f"/proc/{process.pid}/status")
+    while process.poll() is None:
+        try:
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except OSError:
+            pass
+        time.sleep(0.1)
+    return peak, time.monotonic() - started, process.returncode
 
 
 def bench_scale(dry_users: int, real_users: int) -> dict[str, Any]:
