@@ -401,6 +401,25 @@ class Engine:
                 else:
                     self._give_up(item, ("TooManyRequests", "still throttled after many retries", 429), sent_at)
             return retry
+        if response.status == 200 and not (
+            isinstance(response.body, dict) and isinstance(response.body.get("responses"), list)
+        ):
+            # 200 but not a batch answer: the revocations may have happened.
+            for item in pending:
+                self._record(
+                    "failed",
+                    id=item.id,
+                    upn=item.upn,
+                    target=item.target,
+                    code="UnreadableResponse",
+                    reason="the batch answer held no responses; the revocation may have happened: "
+                    "run `revoke-ops verify`",
+                    response=response,
+                    sent_at=sent_at,
+                    client_request_id=response.client_request_id,
+                    status=200,
+                )
+            return []
         if response.status != 200 or not isinstance(response.body, dict) or "responses" not in response.body:
             top_code = response.error_code or f"HTTP{response.status}"
             retry = []

@@ -76,7 +76,8 @@ class Faults:
     reset: float = 0.0  # connection reset before answering (HTTP level)
     stall: float = 0.0  # answer only after stall_seconds (HTTP level)
     stall_seconds: float = 0.0  # modelled
-    malformed: float = 0.0  # truncated JSON body with status 200 (HTTP level)
+    malformed: float = 0.0  # an unreadable answer with status 200 (HTTP level), of malformed_kind:
+    malformed_kind: str = "truncated"  # truncated JSON | html (wrong content type) | huge (8 MB, no payload)
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

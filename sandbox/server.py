@@ -431,6 +431,14 @@ class Sandbox:
         )
         response = self.graph.handle(graph_request, request.headers.get("Authorization"))
         if faults.malformed and response.status == 200 and self.rng.random() < faults.malformed:
+            headers = {k: v for k, v in response.headers.items() if k.lower() != "content-type"}
+            if faults.malformed_kind == "html":
+                return web.Response(
+                    status=200, text="<html><body>Bad gateway</body></html>", content_type="text/html", headers=headers
+                )
+            if faults.malformed_kind == "huge":
+                filler = json.dumps({"padding": "x" * (8 * 1024 * 1024)})
+                return web.Response(status=200, text=filler, content_type="application/json", headers=headers)
             text = json.dumps(response.body)
             return web.Response(status=200, text=text[: max(1, len(text) // 2)], headers=response.headers)
         if response.body is None:

@@ -273,3 +273,48 @@ def test_property_no_excluded_user_is_ever_revoked(trusted: Ops, data: st.DataOb
     expected -= {u.id for u in chosen if u.user_type == "Guest" or "#EXT#" in u.user_principal_name}
     assert revoked == expected
     assert result.summary.counts["excluded"] == len({u.id for u in chosen} & {u.id for u in excluded})
+
+
+@pytest.mark.parametrize("kind", ["html", "huge"])
+def test_unreadable_batch_answers_are_failed_may_have_happened(trusted: Ops, tmp_path: Path, kind: str):
+    from tests.revoke_ops.conftest import write_bundle
+
+    ops = trusted
+    users = internal(ops, 410, 3)
+    creds = ops.run.app(f"unreadable-{kind}", app_roles=("User.RevokeSessions.All",))
+    revoker = Ops(
+        ops.run, creds, write_bundle(ops.run, creds, tmp_path / "r.json", app_roles=("User.RevokeSessions.All",))
+    )
+    ops.run.settings(faults={"malformed": 1.0, "malformed_kind": kind})
+    try:
+        result = revoker.cli(
+            "revoke",
+            *[a for u in users for a in ("--user", u.id)],
+            "--output",
+            "json",
+            "--journal",
+            str(tmp_path / "j.jsonl"),
+        )
+    finally:
+        ops.run.settings(faults={"malformed": 0.0, "malformed_kind": "truncated"})
+    assert result.returncode == 1, result.stderr
+    body = json.loads(result.stdout)
+    assert body["summary"]["outcomes"]["failed"] == 3
+    assert all("may have happened" in r["reason"] for r in body["notRevoked"])
+    verify = ops.cli("verify", "--journal", str(tmp_path / "j.jsonl"), "--output", "json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["settled"] == 3
+
+
+def test_unreadable_answers_to_reads_are_a_clear_error_and_nothing_is_sent(trusted: Ops, tmp_path: Path):
+    ops = trusted
+    users = internal(ops, 420, 3)
+    before = len(ops.run.revocations())
+    ops.run.settings(faults={"malformed": 1.0, "malformed_kind": "html"})
+    try:
+        result = ops.cli("revoke", *[a for u in users for a in ("--user", u.id)])
+    finally:
+        ops.run.settings(faults={"malformed": 0.0, "malformed_kind": "truncated"})
+    assert result.returncode == 1
+    assert "from Microsoft Graph failed 6 times: HTTP 200 with an unreadable body" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(ops.run.revocations()) == before
