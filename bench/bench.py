@@ -269,34 +269,20 @@ def bench_throughput(users: int, scale: float, out: Path, naive_deadline: float)
             "outcomes": tool["counts"],
         }
     save()
+
     # 2. baselines, each in a fresh tenant with full buckets
-    with sandbox(users + 500, time_scale=scale) as tenant:
-        ids = user_ids(tenant, users)
-        seq = asyncio.run(run_sequential(tenant, ids))
-        n429, total = throttled_share(tenant)
-        lost = len(set(ids) - {r["userId"] for r in revocation_record(tenant)})
-        figures["sequential"] = {
-            "seconds_unscaled": seq["seconds"] / scale,
-            "failures": seq["failures"],
-            "throttled": n429,
-            "requests": total,
-            "lost_users": lost,
-        }
+    def baseline(client: Any) -> dict[str, Any]:
+        with sandbox(users + 500, time_scale=scale) as tenant:
+            ids = user_ids(tenant, users)
+            run = asyncio.run(client(tenant, ids))
+            n429, total = throttled_share(tenant)
+            lost = len(set(ids) - {r["userId"] for r in revocation_record(tenant)})
+        seconds = run.pop("seconds")
+        return {"seconds_unscaled": seconds / scale, **run, "throttled": n429, "requests": total, "lost_users": lost}
+
+    figures["sequential"] = baseline(run_sequential)
     save()
-    with sandbox(users + 500, time_scale=scale) as tenant:
-        ids = user_ids(tenant, users)
-        naive = asyncio.run(run_naive(tenant, ids, naive_deadline))
-        n429, total = throttled_share(tenant)
-        lost = len(set(ids) - {r["userId"] for r in revocation_record(tenant)})
-        figures["naive"] = {
-            "seconds_unscaled": naive["seconds"] / scale,
-            "failures": naive["failures"],
-            "completed": naive["completed"],
-            "finished": naive["finished"],
-            "throttled": n429,
-            "requests": total,
-            "lost_users": lost,
-        }
+    figures["naive"] = baseline(lambda tenant, ids: run_naive(tenant, ids, naive_deadline))
     best = figures["tool"]["theoretical_best_unscaled"]
     seq_s = figures["sequential"]["seconds_unscaled"]
     figures["speedup_vs_sequential"] = seq_s / figures["tool"]["seconds_unscaled"]
@@ -403,8 +389,8 @@ def bench_first_revocation(members: int) -> dict[str, Any]:
             pass
 
         class FirstOnly(Engine):
-            def _record(self, outcome: str, **kwargs: Any) -> None:
-                super()._record(outcome, **kwargs)
+            def _record(self, outcome: str, *args: Any, **kwargs: Any) -> None:
+                super()._record(outcome, *args, **kwargs)
                 if outcome == "revoked" and "first" not in marks:
                     marks["first"] = time.monotonic()
                     raise Stop

@@ -192,29 +192,27 @@ class Engine:
     def _record(
         self,
         outcome: str,
+        who: Send | Final,
         *,
-        id: str | None,
-        upn: str | None,
-        target: str,
         code: str | None = None,
         reason: str | None = None,
-        response: GraphResponse | None = None,
-        sent_at: str | None = None,
-        client_request_id: str | None = None,
         status: int | None = None,
+        request_id: str | None = None,
+        client_request_id: str | None = None,
+        sent_at: str | None = None,
     ) -> None:
         self.summary.counts[outcome] += 1
         if outcome == "revoked" and self.summary.first_revocation_at is None:
             self.summary.first_revocation_at = self.clock.monotonic()
         record = {
-            "id": id,
-            "upn": upn,
-            "target": target,
+            "id": who.id,
+            "upn": who.upn,
+            "target": who.target,
             "outcome": outcome,
             "code": code,
             "status": status,
             "reason": reason,
-            "requestId": response.request_id if response else None,
+            "requestId": request_id,
             "clientRequestId": client_request_id,
             "sentAt": sent_at,
         }
@@ -226,7 +224,7 @@ class Engine:
             self.on_outcome(self.summary)
 
     def final(self, item: Final) -> None:
-        self._record(item.outcome, id=item.id, upn=item.upn, target=item.target, code=item.code, reason=item.reason)
+        self._record(item.outcome, item, code=item.code, reason=item.reason)
 
     # -- the run -----------------------------------------------------------------------------
     async def run(self, items: AsyncIterator[Item]) -> Summary:
@@ -312,79 +310,56 @@ class Engine:
                     self.on_would_revoke(item)
             return
         assert self.session is not None
-        pending = list(batch)
-        attempts = dict.fromkeys(range(len(batch)), 0)
-        throttles = dict.fromkeys(range(len(batch)), 0)
-        index = {id(item): i for i, item in enumerate(batch)}
-        last_error: dict[int, tuple[str, str, int | None]] = {}
+        pending = [_Pending(item) for item in batch]
         while pending:
             await self.pacer.acquire(len(pending))
             number = next(self._batches)
             sent_at = now_iso()
             if self.journal is not None:
-                self.journal.attempt(
-                    number, [{"id": i.id or "", "upn": i.upn or "", "target": i.target} for i in pending]
-                )
+                users = [{"id": p.item.id or "", "upn": p.item.upn or "", "target": p.item.target} for p in pending]
+                self.journal.attempt(number, users)
             items = [
-                BatchItem(str(n + 1), "POST", f"/users/{i.ref}/revokeSignInSessions") for n, i in enumerate(pending)
+                BatchItem(str(n + 1), "POST", f"/users/{p.item.ref}/revokeSignInSessions")
+                for n, p in enumerate(pending)
             ]
             self.summary.requests += 1
             try:
                 response = await self.session.batch(items)
             except TransportError as err:
-                retry = []
-                for item in pending:
-                    k = index[id(item)]
-                    attempts[k] += 1
-                    last_error[k] = ("ConnectionError", str(err), None)
-                    if attempts[k] < self.options.max_attempts:
-                        retry.append(item)
-                    else:
-                        self._give_up(item, last_error[k], sent_at)
-                pending = retry
+                # It may not have arrived; revocation is idempotent, so it is sent again.
+                pending = self._retry_or_fail(pending, "ConnectionError", str(err), None, sent_at)
                 if pending:
-                    await self.clock.sleep(self._backoff(max(attempts[index[id(i)]] for i in pending)))
+                    await self.clock.sleep(self._backoff(max(p.attempts for p in pending)))
                 continue
             except UnreadableResponseError as err:
-                for item in pending:
+                for p in pending:
                     self._record(
                         "failed",
-                        id=item.id,
-                        upn=item.upn,
-                        target=item.target,
+                        p.item,
                         code="UnreadableResponse",
-                        reason=f"{err}; the revocation may have happened: run `revoke-ops verify`",
                         sent_at=sent_at,
+                        reason=f"{err}; the revocation may have happened: run `revoke-ops verify`",
                     )
-                pending = []
                 break
-            pending = await self._classify(pending, response, sent_at, attempts, throttles, index, last_error)
+            pending = await self._classify(pending, response, sent_at)
         if self.journal is not None:
             self.journal.sync()
 
-    def _give_up(self, item: Send, error: tuple[str, str, int | None], sent_at: str) -> None:
-        code, reason, status = error
-        self._record(
-            "failed",
-            id=item.id,
-            upn=item.upn,
-            target=item.target,
-            code=code,
-            reason=reason,
-            status=status,
-            sent_at=sent_at,
-        )
+    def _retry_or_fail(
+        self, pending: list[_Pending], code: str, reason: str, status: int | None, sent_at: str
+    ) -> list[_Pending]:
+        """Count one more failed attempt for each; return those with attempts left, record the rest."""
+        retry = []
+        for p in pending:
+            p.attempts += 1
+            if p.attempts < self.options.max_attempts:
+                retry.append(p)
+            else:
+                self._record("failed", p.item, code=code, reason=reason, status=status, sent_at=sent_at)
+        return retry
 
-    async def _classify(
-        self,
-        pending: list[Send],
-        response: GraphResponse,
-        sent_at: str,
-        attempts: dict[int, int],
-        throttles: dict[int, int],
-        index: dict[int, int],
-        last_error: dict[int, tuple[str, str, int | None]],
-    ) -> list[Send]:
+    async def _classify(self, pending: list[_Pending], response: GraphResponse, sent_at: str) -> list[_Pending]:
+        """Record each user's outcome from a batch answer; return the users to send again."""
         percentage = response.headers.get("x-ms-throttle-limit-percentage")
         if percentage:
             with contextlib.suppress(ValueError):
@@ -392,66 +367,53 @@ class Engine:
         if response.status == 429:
             self.summary.throttled += 1
             self.pacer.pause(response.retry_after())
-            retry = []
-            for item in pending:
-                k = index[id(item)]
-                throttles[k] += 1
-                if throttles[k] <= self.options.max_throttled:
-                    retry.append(item)
-                else:
-                    self._give_up(item, ("TooManyRequests", "still throttled after many retries", 429), sent_at)
-            return retry
-        if response.status == 200 and not (
-            isinstance(response.body, dict) and isinstance(response.body.get("responses"), list)
-        ):
+            return [p for p in pending if self._throttled(p, response.client_request_id, sent_at, None)]
+        answers = response.body.get("responses") if isinstance(response.body, dict) else None
+        if response.status == 200 and not isinstance(answers, list):
             # 200 but not a batch answer: the revocations may have happened.
-            for item in pending:
+            for p in pending:
                 self._record(
                     "failed",
-                    id=item.id,
-                    upn=item.upn,
-                    target=item.target,
+                    p.item,
                     code="UnreadableResponse",
+                    status=200,
+                    sent_at=sent_at,
                     reason="the batch answer held no responses; the revocation may have happened: "
                     "run `revoke-ops verify`",
-                    response=response,
-                    sent_at=sent_at,
                     client_request_id=response.client_request_id,
-                    status=200,
                 )
             return []
-        if response.status != 200 or not isinstance(response.body, dict) or "responses" not in response.body:
+        if response.status != 200 or not isinstance(answers, list):
             top_code = response.error_code or f"HTTP{response.status}"
-            retry = []
-            for item in pending:
-                k = index[id(item)]
-                attempts[k] += 1
-                last_error[k] = (top_code, response.error_message, response.status)
-                if response.status >= 500 and attempts[k] < self.options.max_attempts:
-                    retry.append(item)
-                else:
-                    self._give_up(item, last_error[k], sent_at)
-            if retry:
-                await self.clock.sleep(max(response.retry_after(0), self._backoff(attempts[index[id(retry[0])]])))
-            return retry
-        answers = {str(r.get("id")): r for r in response.body["responses"] if isinstance(r, dict)}
-        retry = []
+            if response.status < 500:
+                for p in pending:
+                    self._record(
+                        "failed",
+                        p.item,
+                        code=top_code,
+                        reason=response.error_message,
+                        status=response.status,
+                        sent_at=sent_at,
+                    )
+                return []
+            again = self._retry_or_fail(pending, top_code, response.error_message, response.status, sent_at)
+            if again:
+                await self.clock.sleep(max(response.retry_after(0), self._backoff(again[0].attempts)))
+            return again
+        by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+        retry: list[_Pending] = []
         pause = 0.0
         backoff_attempt = 0
-        for n, item in enumerate(pending):
-            answer = answers.get(str(n + 1))
-            k = index[id(item)]
+        for n, p in enumerate(pending):
+            answer = by_id.get(str(n + 1))
             if answer is None:
                 self._record(
                     "failed",
-                    id=item.id,
-                    upn=item.upn,
-                    target=item.target,
+                    p.item,
                     code="MissingBatchItem",
-                    reason="the batch answer had no entry for this request; it may have happened: run verify",
-                    response=response,
                     sent_at=sent_at,
                     client_request_id=response.client_request_id,
+                    reason="the batch answer had no entry for this request; it may have happened: run verify",
                 )
                 continue
             status = int(answer.get("status", 0))
@@ -460,89 +422,70 @@ class Engine:
             body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
             raw_error = body.get("error")
             error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-            code: str | None = error.get("code")
-            item_request_id = headers.get("request-id") or (error.get("innerError") or {}).get("request-id")
-            common: dict[str, Any] = {
-                "id": item.id,
-                "upn": item.upn,
-                "target": item.target,
-                "sent_at": sent_at,
+            ids: dict[str, Any] = {
+                "request_id": headers.get("request-id")
+                or (error.get("innerError") or {}).get("request-id")
+                or response.request_id,
                 "client_request_id": headers.get("client-request-id") or response.client_request_id,
+                "sent_at": sent_at,
                 "status": status,
             }
+            code: str | None = error.get("code")
+            reason: str | None = error.get("message")
             if 200 <= status < 300:
-                self._record("revoked", response=_with_request_id(response, item_request_id), **common)
+                self._record("revoked", p.item, **ids)
             elif status == 404:
-                self._record(
-                    "not_found",
-                    code=code or "Request_ResourceNotFound",
-                    reason=error.get("message"),
-                    response=_with_request_id(response, item_request_id),
-                    **common,
-                )
+                self._record("not_found", p.item, code=code or "Request_ResourceNotFound", reason=reason, **ids)
             elif status == 403:
-                reason = error.get("message")
                 if self.options.delegated:
                     reason = (
                         f"{reason} Your directory role does not cover this user: Helpdesk or Password Administrator "
                         "covers non-admins, User Administrator limited admins, Privileged Authentication "
                         "Administrator privileged admins."
                     )
-                self._record(
-                    "forbidden",
-                    code=code or "Authorization_RequestDenied",
-                    reason=reason,
-                    response=_with_request_id(response, item_request_id),
-                    **common,
-                )
+                self._record("forbidden", p.item, code=code or "Authorization_RequestDenied", reason=reason, **ids)
             elif status == 429:
                 self.summary.throttled += 1
-                throttles[k] += 1
                 try:
                     pause = max(pause, float(headers.get("retry-after", "1")))
                 except ValueError:
                     pause = max(pause, 1.0)
-                if throttles[k] <= self.options.max_throttled:
-                    retry.append(item)
-                else:
-                    self._record(
-                        "failed",
-                        code="TooManyRequests",
-                        reason="still throttled after many retries",
-                        response=_with_request_id(response, item_request_id),
-                        **common,
-                    )
-            elif status >= 500 or status == 0:
-                attempts[k] += 1
-                if attempts[k] < self.options.max_attempts:
-                    retry.append(item)
-                    backoff_attempt = max(backoff_attempt, attempts[k])
-                else:
-                    self._record(
-                        "failed",
-                        code=code or f"HTTP{status}",
-                        reason=error.get("message"),
-                        response=_with_request_id(response, item_request_id),
-                        **common,
-                    )
+                if self._throttled(p, ids["client_request_id"], sent_at, ids["request_id"]):
+                    retry.append(p)
+            elif (status >= 500 or status == 0) and p.attempts + 1 < self.options.max_attempts:
+                p.attempts += 1
+                retry.append(p)
+                backoff_attempt = max(backoff_attempt, p.attempts)
             else:
-                self._record(
-                    "failed",
-                    code=code or f"HTTP{status}",
-                    reason=error.get("message"),
-                    response=_with_request_id(response, item_request_id),
-                    **common,
-                )
+                self._record("failed", p.item, code=code or f"HTTP{status}", reason=reason, **ids)
         if pause:
             self.pacer.pause(pause)
         elif backoff_attempt:
             await self.clock.sleep(self._backoff(backoff_attempt))
         return retry
 
+    def _throttled(self, p: _Pending, client_request_id: str | None, sent_at: str, request_id: str | None) -> bool:
+        """Count a 429 for this user; True while it may be retried, else record it failed."""
+        p.throttles += 1
+        if p.throttles <= self.options.max_throttled:
+            return True
+        self._record(
+            "failed",
+            p.item,
+            code="TooManyRequests",
+            reason="still throttled after many retries",
+            status=429,
+            request_id=request_id,
+            client_request_id=client_request_id,
+            sent_at=sent_at,
+        )
+        return False
 
-def _with_request_id(response: GraphResponse, request_id: str | None) -> GraphResponse:
-    if not request_id:
-        return response
-    return GraphResponse(
-        response.status, {**response.headers, "request-id": request_id}, None, response.client_request_id
-    )
+
+@dataclass(slots=True)
+class _Pending:
+    """One user of a batch being sent, with its retry counts."""
+
+    item: Send
+    attempts: int = 0  # failed attempts (5xx, connection errors, timeouts)
+    throttles: int = 0  # 429s
