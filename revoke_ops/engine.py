@@ -153,16 +153,20 @@ class Pacer:
         """Graph said Retry-After: nobody sends until then, and the bucket starts empty."""
         until = self.clock.monotonic() + seconds
         if until > self.paused_until:
+            log.debug("Retry-After %.1f s: every sender pauses", seconds)
             self.paused_until = until
             self.tokens = 0.0
             self.updated = until
 
     def observe_limit(self, fraction: float) -> None:
         """Adapt to ``x-ms-throttle-limit-percentage``: slow down as Graph nears its limit."""
+        before = self.rate
         if fraction >= 0.95:
             self.rate = max(self.base_rate * 0.5, self.rate * 0.9)
         elif fraction < 0.85 and self.rate < self.base_rate:
             self.rate = min(self.base_rate, self.rate * 1.1)
+        if self.rate != before:
+            log.debug("Graph reports %.0f %% of its limit used: write rate %.1f/s", fraction * 100, self.rate)
 
 
 class Engine:
@@ -218,6 +222,8 @@ class Engine:
         }
         if outcome not in ("revoked", "excluded", "skipped_external") and len(self.summary.not_revoked) < 1000:
             self.summary.not_revoked.append(record)
+        if outcome not in ("revoked", "excluded", "skipped_external"):
+            log.debug("%s: %s (%s, HTTP %s): %s", who.target, outcome, code, status, reason)
         if self.journal is not None:
             self.journal.outcome(**{k: v for k, v in record.items() if v is not None})
         if self.on_outcome:
@@ -323,10 +329,12 @@ class Engine:
                 for n, p in enumerate(pending)
             ]
             self.summary.requests += 1
+            started = self.clock.monotonic()
             try:
                 response = await self.session.batch(items)
             except TransportError as err:
                 # It may not have arrived; revocation is idempotent, so it is sent again.
+                log.debug("batch %d (%d users): %s; sending again", number, len(pending), err)
                 pending = self._retry_or_fail(pending, "ConnectionError", str(err), None, sent_at)
                 if pending:
                     await self.clock.sleep(self._backoff(max(p.attempts for p in pending)))
@@ -341,7 +349,17 @@ class Engine:
                         reason=f"{err}; the revocation may have happened: run `revoke-ops verify`",
                     )
                 break
+            log.debug(
+                "batch %d (%d users): HTTP %d in %.0f ms, request-id %s",
+                number,
+                len(pending),
+                response.status,
+                (self.clock.monotonic() - started) * 1000,
+                response.request_id,
+            )
             pending = await self._classify(pending, response, sent_at)
+            if pending:
+                log.debug("batch %d: %d users to send again", number, len(pending))
         if self.journal is not None:
             self.journal.sync()
 

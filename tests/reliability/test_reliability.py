@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import signal
@@ -18,6 +19,7 @@ import pytest
 
 from revoke_ops import EngineOptions, RevokeRequest, certificate_identity, load_bundle, revoke
 from sandbox.server import Sandbox, SandboxOptions
+from tests.leaks import assert_no_secrets
 from tests.revoke_ops.conftest import FULL, write_bundle
 from tests.sandbox.conftest import Running
 
@@ -40,7 +42,9 @@ def internal_ids(run: Running, count: int) -> list[str]:
     return [u.id for u in users[-count:]]
 
 
-def test_faults_every_user_ends_revoked_and_the_journal_matches_the_tenant(tenant: Running, tmp_path: Path):
+def test_faults_every_user_ends_revoked_and_the_journal_matches_the_tenant(
+    tenant: Running, tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
     creds = tenant.app("reliability-faults", app_roles=FULL)
     bundle = write_bundle(tenant, creds, tmp_path / "b.json")
     ids = internal_ids(tenant, USERS)
@@ -75,6 +79,7 @@ def test_faults_every_user_ends_revoked_and_the_journal_matches_the_tenant(tenan
         finally:
             await identity.close()
 
+    caplog.set_level(logging.DEBUG)
     try:
         result = asyncio.run(go())
     finally:
@@ -88,6 +93,8 @@ def test_faults_every_user_ends_revoked_and_the_journal_matches_the_tenant(tenan
     }
     server = {r["userId"] for r in tenant.revocations()[before:]}
     assert journal_revoked == server == set(ids)
+    # What the run wrote under faults (DEBUG logs, retry reasons, the journal) holds no secret.
+    assert_no_secrets(caplog.text + journal.read_text(), creds.pem)
     print(
         f"faults run: {USERS} users, {result.summary.requests} batches, {result.summary.throttled} throttled items, "
         f"all revoked; journal == server record"
@@ -120,16 +127,19 @@ def test_kill_9_at_three_random_points_then_resume_misses_nobody(tenant: Running
         *pace,
     ]
     resume = [str(exe), "revoke", "--credentials", str(bundle), "--resume", str(journal), "--yes", *pace]
+    first.append("--debug")
+    logs = [tmp_path / f"run{n}.log" for n in range(3)]
     kills = []
     for n, delay in enumerate(points):
         attempts_before = journal.read_text().count('"type":"attempt"') if journal.exists() else 0
-        process = subprocess.Popen(
-            first if n == 0 else resume,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        with logs[n].open("w") as log:
+            process = subprocess.Popen(
+                first if n == 0 else [*resume, "--debug"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.time() + 60
         # kill only once this run is sending (its first attempt is in the journal)
         while time.time() < deadline and process.poll() is None:
@@ -149,5 +159,8 @@ def test_kill_9_at_three_random_points_then_resume_misses_nobody(tenant: Running
     revoked = [r["userId"] for r in tenant.revocations()[before:]]
     assert set(revoked) == set(ids), "no user missed"
     twice = len(revoked) - len(set(revoked))
+    written = "".join(log.read_text() for log in logs) + final.stdout + final.stderr + journal.read_text()
+    assert "DEBUG" in written, "the scan covers the debug logs"
+    assert_no_secrets(written, creds.pem)
     print(f"revoked twice: {twice} (bounded by what was in flight at each kill)")
     assert twice <= 3 * 2 * 20, "only batches in flight at a kill may be sent again"
