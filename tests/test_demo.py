@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
@@ -31,3 +35,29 @@ def test_demo_runs_the_whole_chain_on_the_sandbox():
     journal = re.search(r"^journal: (\S+) \(0600", result.stdout, re.M).group(1)
     assert (ROOT / journal).exists()
     assert "BEGIN" not in result.stdout + result.stderr, "the demo must not print key material"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_demo_and_its_sandbox_cleanly(tmp_path: Path):
+    log = tmp_path / "stderr.log"
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    with log.open("w") as stderr:
+        demo = subprocess.Popen(
+            [str(ROOT / "scripts" / "demo")],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env={**os.environ, "TMPDIR": str(temp)},
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + 120
+    while "== pulumi up" not in log.read_text() and time.monotonic() < deadline:  # the sandbox is serving
+        assert demo.poll() is None, log.read_text()
+        time.sleep(0.1)
+    os.killpg(demo.pid, signal.SIGINT)  # what Ctrl-C at a terminal does: the whole foreground group
+    assert demo.wait(timeout=60) == 130, log.read_text()
+    assert "== interrupted: stopping the sandbox" in log.read_text()
+    time.sleep(0.5)
+    with pytest.raises(ProcessLookupError):
+        os.killpg(demo.pid, 0)  # nothing of the demo is left running: the sandbox was stopped
+    assert list(temp.iterdir()) == [], "the sandbox's state (its keys) was removed"
