@@ -9,6 +9,7 @@ fingerprint.
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
 import uuid
@@ -243,7 +244,9 @@ def load(
 
     known = set(DEFAULTS) | set(STRUCTURED_KEYS)
     for key in sorted(set(raw) - known):
-        r.fail(key, f"is not a known key; known keys: {', '.join(sorted(known))}")
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f"did you mean revoke-sessions:{close[0]}? " if close else ""
+        r.fail(key, f"is not a known key; {hint}known keys: {', '.join(sorted(known))}")
 
     tenant_id = str(azuread.get("tenantId") or "").strip()
     if not tenant_id:

@@ -122,7 +122,10 @@ def test_values_arrive_as_pulumi_strings():
             {"grantToPrincipals": '["0f1e2d3c-4b5a-4697-8877-665544332211"]', "permissionMode": "delegated"},
             "revoke-sessions:grantToPrincipals receive application permissions",
         ),
-        ({"permisionMode": "both"}, "revoke-sessions:permisionMode is not a known key; known keys: authorityHost,"),
+        (
+            {"permisionMode": "both"},
+            "revoke-sessions:permisionMode is not a known key; did you mean revoke-sessions:permissionMode? known",
+        ),
         (
             {"cloud": "azure"},
             "revoke-sessions:cloud must be one of public, usgovernment, usgovernmentdod, china, custom (got 'azure')",

@@ -1,21 +1,33 @@
-"""Bad input never crashes: a clear error naming where, and nothing sent (property-based)."""
+"""Bad input never crashes: a clear error naming where, and nothing sent (property-based).
+
+The validators are exercised directly (many examples, fast) and through the real ``revoke-ops``
+command against the sandbox tenant (fewer examples): there, every generated file also names one
+real user, so "nothing changed in the tenant" is observable — a refused file revokes nobody, an
+accepted one revokes that user.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 import tempfile
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from provisioning.config import load
 from provisioning.errors import StackConfigError
 from revoke_ops.bundle import parse_bundle
+from revoke_ops.cli import main
 from revoke_ops.errors import InputError
 from revoke_ops.targets import TargetFile, validate_files
+from tests.revoke_ops.conftest import FULL, Ops, write_bundle
 from tests.revoke_ops.test_bundle import BUNDLE
+from tests.sandbox.conftest import Running, sandbox  # noqa: F401  # the fixture
 
 lines = st.lists(
     st.one_of(
@@ -89,3 +101,79 @@ def test_stack_config_is_valid_or_one_clear_error(raw: dict[str, str]):
             line.strip().startswith(("revoke-sessions:", "azuread:", "-")) or "problems" in line
             for line in str(err).splitlines()
         )
+
+
+# -- through the real command, against the sandbox tenant ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ops(sandbox: Running, tmp_path_factory: pytest.TempPathFactory) -> Ops:  # noqa: F811
+    creds = sandbox.app("bad-input-end-to-end", app_roles=FULL)
+    return Ops(sandbox, creds, write_bundle(sandbox, creds, tmp_path_factory.mktemp("bad-input") / "bundle.json"))
+
+
+def revoke_ops(*argv: str) -> tuple[int, str]:
+    """``revoke-ops ARGV`` in this process (the command's own entry point); exit code and stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main(list(argv))
+    return code, err.getvalue()
+
+
+def victim(ops: Ops) -> str:
+    return next(u.id for u in reversed(ops.run.sandbox.tenant.users) if u.user_type == "Member")
+
+
+def assert_no_crash(code: int, err: str) -> None:
+    assert "revoke-ops: error: unexpected " not in err and "Traceback" not in err, err
+    assert code in (0, 1, 2, 3), (code, err)
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
+@given(content=lines, at=st.integers(min_value=0, max_value=30))
+def test_a_refused_target_file_changes_nothing_in_the_tenant(ops: Ops, content: list[str], at: int):
+    real = victim(ops)
+    content = [line.replace("\r", "") for line in content]
+    content.insert(min(at, len(content)), real)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "targets.txt"
+        path.write_text("\n".join(content), encoding="utf-8")
+        before = len(ops.run.revocations())
+        code, err = revoke_ops(
+            "revoke", "--credentials", str(ops.bundle), "--from-file", str(path), "--yes", "--journal", f"{tmp}/j"
+        )
+        revoked = ops.revoked_ids(before)
+    assert_no_crash(code, err)
+    if code == 2:
+        assert f"{path}:" in err, err  # names the file and line
+        assert revoked == [], "a refused file revoked somebody"
+    else:
+        assert real in revoked, err
+
+
+bundle_values = json_values | st.uuids().map(str) | st.sampled_from(["https://127.0.0.1:1", "public", "usgovernment"])
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from([*sorted(BUNDLE), "privateKeyPem", "extra"]), bundle_values, max_size=3))
+def test_a_refused_bundle_changes_nothing_in_the_tenant(ops: Ops, changes: dict[str, Any]):
+    real = victim(ops)
+    document = {**json.loads(ops.bundle.read_text()), **changes}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "bundle.json"
+        path.write_text(json.dumps(document))
+        path.chmod(0o600)
+        before = len(ops.run.revocations())
+        code, err = revoke_ops(
+            "revoke", "--credentials", str(path), "--user", real, "--yes", "--journal", f"{tmp}/j", "--timeout", "5"
+        )
+        revoked = ops.revoked_ids(before)
+    assert_no_crash(code, err)
+    assert "BEGIN" not in err, "an error must not echo key material"
+    if code in (2, 3):
+        assert err.startswith("revoke-ops: error: "), err
+        assert revoked == [], "a refused bundle revoked somebody"
+    else:
+        assert (code, revoked) == (0, [real]), err

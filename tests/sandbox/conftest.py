@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ DOMAIN = "contoso-sandbox.onmicrosoft.com"
 @dataclass
 class AppCredentials:
     app: Application
-    pem: bytes  # key + certificate, as azure-identity wants it
+    pem: bytes = field(repr=False)  # key + certificate, as azure-identity wants it; kept out of failure reports
 
     @property
     def client_id(self) -> str:

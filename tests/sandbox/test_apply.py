@@ -115,11 +115,29 @@ def test_apply_twice_replaces_the_previous_apply(sandbox: Running, tmp_path: Pat
     assert [a.display_name for a in tenant.applications.values()].count("revoker twice") == 1
 
 
-def test_apply_reports_a_program_error(sandbox: Running, tmp_path: Path):
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ({"revoke-sessions:permissionMode": "app"}, "permissionMode must be one of application, delegated, both"),
+        ({"revoke-sessions:readPermission": "User.Read.All"}, "did you mean revoke-sessions:readPermissions"),
+        ({"revoke-sessions:certificates": '[{"slot": "a", "source": "supplied"}]'}, "certificates"),
+    ],
+)
+def test_bad_stack_config_is_refused_before_the_tenant_changes(
+    sandbox: Running, tmp_path: Path, setting: dict[str, str], message: str
+):
+    tenant = sandbox.sandbox.tenant
+
+    def directory_objects() -> tuple[int, ...]:
+        return len(tenant.applications), len(tenant.service_principals), len(tenant.assignments), len(tenant.grants)
+
+    before = directory_objects()
     stack = "bad"
-    config = {"azuread:tenantId": sandbox.info["tenantId"], "revoke-sessions:permissionMode": "app"}
-    with pytest.raises(ApplyError, match="permissionMode must be one of application, delegated, both"):
+    config = {"azuread:tenantId": sandbox.info["tenantId"], **setting}
+    with pytest.raises(ApplyError, match=message):
         apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "b.json", project(tmp_path, stack, config))
+    assert directory_objects() == before, "nothing was created in the tenant"
+    assert not (tmp_path / "b.json").exists(), "no bundle for a stack that was not applied"
 
 
 def test_apply_without_a_running_sandbox(tmp_path: Path):
