@@ -77,7 +77,9 @@ class Faults:
     stall: float = 0.0  # answer only after stall_seconds (HTTP level)
     stall_seconds: float = 0.0  # modelled
     malformed: float = 0.0  # an unreadable answer with status 200 (HTTP level), of malformed_kind:
-    malformed_kind: str = "truncated"  # truncated JSON | html (wrong content type) | huge (8 MB, no payload)
+    # truncated JSON | html (wrong content type) | huge (8 MB, no payload) | proxy (407 + HTML, after the
+    # request was handled: an unexpected status that is not Graph's)
+    malformed_kind: str = "truncated"
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():

@@ -436,6 +436,10 @@ class Sandbox:
                 return web.Response(
                     status=200, text="<html><body>Bad gateway</body></html>", content_type="text/html", headers=headers
                 )
+            if faults.malformed_kind == "proxy":  # an unexpected status, not from Graph (a proxy answered)
+                return web.Response(
+                    status=407, text="<html>Proxy authentication required</html>", content_type="text/html"
+                )
             if faults.malformed_kind == "huge":
                 filler = json.dumps({"padding": "x" * (8 * 1024 * 1024)})
                 return web.Response(status=200, text=filler, content_type="application/json", headers=headers)
