@@ -17,6 +17,7 @@ def _serve(args: argparse.Namespace) -> int:
     faults = Faults(
         error_5xx=args.fault_5xx,
         item_429=args.fault_item_429,
+        batch_429=args.fault_batch_429,
         reset=args.fault_reset,
         stall=args.fault_stall,
         stall_seconds=args.stall_seconds,
@@ -103,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--auto-approve-user", help="UPN that approves device codes and interactive sign-ins")
     serve.add_argument("--fault-5xx", type=float, default=0.0)
     serve.add_argument("--fault-item-429", type=float, default=0.0)
+    serve.add_argument("--fault-batch-429", type=float, default=0.0, help="a whole $batch answered 429")
     serve.add_argument("--fault-reset", type=float, default=0.0)
     serve.add_argument("--fault-stall", type=float, default=0.0)
     serve.add_argument("--stall-seconds", type=float, default=0.0)

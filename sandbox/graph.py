@@ -73,6 +73,7 @@ class Faults:
     error_5xx: float = 0.0  # 503 Service Unavailable, top-level and per batch item
     item_429: float = 0.0  # 429 for individual batch items, with Retry-After
     item_429_retry_after: int = 1
+    batch_429: float = 0.0  # 429 for a whole $batch request (nothing in it handled), with Retry-After
     reset: float = 0.0  # connection reset before answering (HTTP level)
     stall: float = 0.0  # answer only after stall_seconds (HTTP level)
     stall_seconds: float = 0.0  # modelled
@@ -259,6 +260,13 @@ class Graph:
         ids = [str(item.get("id")) for item in items]
         if len(set(ids)) != len(ids):
             raise GraphError(400, "BadRequest", "Batch request contains duplicate ids.")
+        if self.faults.batch_429 and self.rng.random() < self.faults.batch_429:
+            raise GraphError(
+                429,
+                "TooManyRequests",
+                "Too many requests (injected, whole batch).",
+                {"Retry-After": str(self.faults.item_429_retry_after), "x-ms-throttle-scope": "Injected"},
+            )
         responses = []
         for item in items:
             url = str(item.get("url", ""))

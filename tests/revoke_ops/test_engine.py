@@ -100,6 +100,32 @@ def test_item_level_429_is_retried_per_item_after_retry_after(trusted: Ops, tmp_
     assert sorted(revoked) == sorted(u.id for u in users), "throttled items are retried, not whole batches"
 
 
+def test_a_whole_batch_answered_429_pauses_everyone_and_resends_it(trusted: Ops, tmp_path: Path):
+    ops = trusted
+    users = internal(ops, 320, 45)
+
+    class RecoveringClock(FakeClock):
+        """Graph throttles every batch until the engine has waited out a Retry-After."""
+
+        async def sleep(self, seconds: float) -> None:
+            if seconds >= 9:
+                ops.run.settings(faults={"batch_429": 0.0})
+            await super().sleep(seconds)
+
+    clock = RecoveringClock()
+    ops.run.settings(faults={"batch_429": 1.0, "item_429_retry_after": 9})
+    before = len(ops.run.revocations())
+    try:
+        result = run_api(ops, RevokeRequest(users=[u.id for u in users], journal=tmp_path / "j.jsonl"), clock)
+    finally:
+        ops.run.settings(faults={"batch_429": 0.0, "item_429_retry_after": 1})
+    assert result.summary.counts["revoked"] == 45 and result.exit_code == 0
+    assert result.summary.throttled >= 1
+    assert max(clock.sleeps) >= 9, "Retry-After must be honoured"
+    revoked = [r["userId"] for r in ops.run.revocations()[before:]]
+    assert sorted(revoked) == sorted(u.id for u in users), "each user revoked once: nothing in a throttled batch ran"
+
+
 def test_5xx_and_connection_resets_end_revoked(trusted: Ops, tmp_path: Path):
     ops = trusted
     users = internal(ops, 340, 60)
@@ -244,6 +270,31 @@ def test_me_revokes_the_signed_in_operator(sandbox, tmp_path: Path):
         sandbox.settings(autoApproveUser=None)
     assert result.returncode == 0, result.stderr
     assert sandbox.revocations()[-1]["userId"] == sandbox.user("operator").id
+
+
+def test_me_with_an_interactive_browser_sign_in(sandbox, tmp_path: Path):
+    import sys
+
+    from tests.revoke_ops.conftest import write_bundle
+    from tests.sandbox.test_identity import BROWSER_SCRIPT
+
+    creds = sandbox.app("me-browser", scopes=("User.RevokeSessions.All",), public_client=True)
+    ops = Ops(
+        sandbox,
+        creds,
+        write_bundle(sandbox, creds, tmp_path / "b.json", app_roles=(), delegated=("User.RevokeSessions.All",)),
+    )
+    script = tmp_path / "browser.py"
+    script.write_text(BROWSER_SCRIPT)
+    before = len(sandbox.revocations())
+    sandbox.settings(autoApproveUser=f"operator@{DOMAIN}")
+    try:
+        result = ops.cli("me", "--delegated", "browser", env={"BROWSER": f"{sys.executable} {script} {sandbox.ca} %s"})
+    finally:
+        sandbox.settings(autoApproveUser=None)
+    assert result.returncode == 0, result.stderr
+    assert [r["userId"] for r in sandbox.revocations()[before:]] == [sandbox.user("operator").id]
+    assert sandbox.revocations()[-1]["byUser"] == sandbox.user("operator").id
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
