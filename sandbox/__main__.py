@@ -89,7 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--users", type=int, default=2000)
     serve.add_argument("--groups", type=int, default=20)
     serve.add_argument("--group-size", type=int, default=300, help="members of compromised-sales (transitively)")
-    serve.add_argument("--bulk-group", type=int, default=0, help="also a flat group 'incident-bulk' of N members")
+    serve.add_argument(
+        "--bulk-group",
+        type=int,
+        default=0,
+        help="also a group 'incident-bulk' of N transitive members (half of them in nested groups)",
+    )
     serve.add_argument("--seed", type=int, default=1)
     serve.add_argument("--port", type=int, default=0, help="0 picks a free port")
     serve.add_argument(

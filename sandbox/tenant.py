@@ -451,8 +451,17 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
     direct += [named["breakglass1"].id, named["guest"].id, named["admin.security"].id, emea.id]
     tenant.add_group("compromised-sales", direct)
     if bulk_group:
-        # A large flat group for scale runs (e.g. time to first revocation over 100,000 members).
-        tenant.add_group("incident-bulk", [u.id for u in ordinary[:bulk_group]])
+        # A large group for scale runs (time to first revocation over 100,000 transitive members):
+        # half direct members, half in nested groups two levels deep, as real incident groups are.
+        ids = [u.id for u in ordinary[:bulk_group]]
+        half = len(ids) // 2
+        parts = [ids[half + n :: 10] for n in range(10)]
+        inner = [tenant.add_group(f"incident-bulk-part-{n:02d}", part) for n, part in enumerate(parts[:5])]
+        outer = [
+            tenant.add_group(f"incident-bulk-part-{n + 5:02d}", [*part, inner[n].id])
+            for n, part in enumerate(parts[5:])
+        ]
+        tenant.add_group("incident-bulk", ids[:half] + [g.id for g in outer])
     for g in range(groups - 2):
         members = [u.id for u in rng.sample(ordinary, min(len(ordinary), rng.randint(5, 60)))]
         tenant.add_group(f"team-{g:03d}", members)

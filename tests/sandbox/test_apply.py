@@ -203,3 +203,15 @@ def test_seeding_is_deterministic():
     assert [u.id for u in seed(Tenant("t", seed=6), users=300).users] != [u.id for u in one.users]
     kinds = {(u.user_type, "#EXT#" in u.user_principal_name) for u in one.users}
     assert kinds >= {("Member", False), ("Guest", True), ("Member", True)}
+
+
+def test_the_bulk_group_has_n_transitive_members_half_of_them_nested():
+    from sandbox.tenant import Tenant, seed
+
+    tenant = seed(Tenant("t"), users=3000, groups=4, group_size=100, bulk_group=1000)
+    group = tenant.group_named("incident-bulk")
+    members = tenant.transitive_members(group.id)
+    users = [m for m in members if m in tenant.users_by_id]
+    assert len(users) == len(set(users)) == 1000
+    direct_users = [m for m in group.members if m in tenant.users_by_id]
+    assert len(direct_users) == 500, "the other half come through nested groups"
