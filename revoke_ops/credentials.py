@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from azure.core.credentials import AccessToken
-from azure.core.exceptions import ClientAuthenticationError
+from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -74,6 +74,22 @@ def explain_auth_error(err: Exception, what: str) -> AuthError:
     return AuthError(message, code)
 
 
+def unreachable_error(err: Exception, authority_host: str) -> AuthError:
+    """The identity platform could not be reached (or answered nothing usable): say where and why."""
+    text = re.sub(r" ssl:<[^>]*>", "", str(getattr(err, "message", None) or err)).strip()
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        hint = (
+            "the server's TLS certificate is not trusted: point SSL_CERT_FILE (and REQUESTS_CA_BUNDLE) at the CA "
+            "bundle that signs it (a TLS-inspecting proxy's CA, for instance); verification is never switched off"
+        )
+    else:
+        hint = (
+            "check the authority host (the bundle's authorityHost, or --cloud), the network, and any proxy "
+            "(HTTPS_PROXY / NO_PROXY)"
+        )
+    return AuthError(f"could not reach the identity platform at {authority_host}: {text}\n  what to do: {hint}")
+
+
 @dataclass
 class Identity:
     """Who revoke-ops acts as, and where its requests go."""
@@ -98,6 +114,8 @@ class Identity:
             token: AccessToken = await self.credential.get_token(self.graph_scope)
         except ClientAuthenticationError as err:
             raise explain_auth_error(err, f"{self.description} in tenant {self.tenant_id}") from err
+        except (ServiceRequestError, ServiceResponseError) as err:
+            raise unreachable_error(err, self.authority_host) from err
         return token
 
     async def close(self) -> None:

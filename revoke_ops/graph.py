@@ -214,8 +214,14 @@ class GraphSession:
                 response = await self.send("GET", url, headers=headers)
             except (TransportError, UnreadableResponseError) as err:
                 if attempt == READ_ATTEMPTS:
+                    hint = (
+                        f"\n  what to do: check the Graph endpoint {self.identity.graph_endpoint} (the bundle's "
+                        "graphEndpoint, or --cloud), the network and any proxy (HTTPS_PROXY / NO_PROXY)"
+                        if isinstance(err, TransportError)
+                        else ""
+                    )
                     raise RevokeOpsError(
-                        f"reading {urlsplit(url).path} from Microsoft Graph failed {READ_ATTEMPTS} times: {err}"
+                        f"reading {urlsplit(url).path} from Microsoft Graph failed {READ_ATTEMPTS} times: {err}{hint}"
                     ) from err
                 await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
                 continue
