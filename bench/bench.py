@@ -202,11 +202,14 @@ async def run_naive(tenant: Tenant, ids: list[str], deadline: float) -> dict[str
 
         outcome = {"ok": 0, "failed": 0}
 
+        errors: dict[str, int] = {}
+
         async def one(user: str) -> None:
             try:
                 await client.users.by_user_id(user).revoke_sign_in_sessions.post()
-            except Exception:  # noqa: BLE001
+            except Exception as err:  # noqa: BLE001
                 outcome["failed"] += 1
+                errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
             else:
                 outcome["ok"] += 1
 
@@ -221,6 +224,7 @@ async def run_naive(tenant: Tenant, ids: list[str], deadline: float) -> dict[str
         "failures": outcome["failed"],
         "completed": outcome["ok"],
         "finished": finished,
+        "errors": errors,
     }
 
 
@@ -282,6 +286,8 @@ def bench_client(client: str, users: int, scale: float, naive_deadline: float) -
             figures["outcomes"] = run["counts"]
         else:
             figures["failures"] = run["failures"]
+            if "errors" in run:
+                figures["errors"] = run["errors"]
         return figures
 
 
@@ -321,8 +327,12 @@ def throughput_headline(throughput: dict[str, Any]) -> dict[str, Any]:
         "speedup_vs_sequential": seq["seconds_unscaled"] / tool["seconds_unscaled"],
         "best_possible_speedup_vs_sequential": seq["seconds_unscaled"] / best if best else None,
         "share_of_best_possible_speedup": best / tool["seconds_unscaled"] if best else None,
-        "speedup_vs_naive": naive["seconds_unscaled"] / tool["seconds_unscaled"],
-        "speedup_vs_naive_is_lower_bound": not naive["finished"],
+        # Users revoked per second, tool over naive: the time ratio when both revoke everyone; when
+        # the naive run gives up on users (or hits its deadline), a lower bound on the speed-up to
+        # the same result, which the naive run never reaches.
+        "speedup_vs_naive": (tool["revoked_server_side"] / tool["seconds"])
+        / max(1e-9, naive["revoked_server_side"] / naive["seconds"]),
+        "speedup_vs_naive_is_lower_bound": not naive["finished"] or naive["lost_users"] > 0,
     }
 
 
