@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -58,7 +59,6 @@ def sandbox(
     throttling: bool = True,
     latency: bool = True,
     bulk_group: int = 0,
-    extra: list[str] | None = None,
 ) -> Iterator[Tenant]:
     """A sandbox tenant in its own process, with the sandbox stack applied to it."""
     state = Path(tempfile.mkdtemp(prefix="revoke-bench-"))
@@ -82,9 +82,8 @@ def sandbox(
         args.append("--no-throttling")
     if bulk_group:
         args += ["--bulk-group", str(bulk_group)]
-    args += extra or []
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
     try:
         deadline = time.time() + 600
         while not (state / "sandbox.json").exists():
@@ -146,29 +145,29 @@ def revocation_record(tenant: Tenant) -> list[dict[str, Any]]:
     return list(tenant.control("/revocations"))
 
 
-async def run_tool(
-    tenant: Tenant, ids: list[str], time_scale: float, *, dry_run: bool = False, journal: Path | None = None
-) -> dict[str, Any]:
+async def run_tool(tenant: Tenant, ids: list[str], time_scale: float, journal: Path) -> dict[str, Any]:
     from revoke_ops import EngineOptions, RevokeRequest, certificate_identity, load_bundle, revoke
 
     targets = tenant.state / "targets.txt"
     targets.write_text("\n".join(ids) + "\n")
     identity = certificate_identity(bundle=load_bundle(tenant.bundle))
     engine = EngineOptions(
-        write_burst=WRITE_BURST,
-        write_rate=WRITE_RATE / time_scale,
-        concurrency=8,
-        backoff_base=time_scale,
-        dry_run=dry_run,
+        write_burst=WRITE_BURST, write_rate=WRITE_RATE / time_scale, concurrency=8, backoff_base=time_scale
     )
     started = time.monotonic()
     try:
-        result = await revoke(
-            identity, RevokeRequest(files=[str(targets)], journal=journal, engine=engine, dry_run=dry_run)
-        )
+        result = await revoke(identity, RevokeRequest(files=[str(targets)], journal=journal, engine=engine))
     finally:
         await identity.close()
-    return {"seconds": time.monotonic() - started, "counts": result.summary.counts, "journal": result.journal}
+    return {"seconds": time.monotonic() - started, "counts": result.summary.counts}
+
+
+async def revoke_with_sdk(client: Any, user: str, errors: Counter[str]) -> None:
+    """The baselines' one call: msgraph-sdk's revokeSignInSessions; a failure is counted by type."""
+    try:
+        await client.users.by_user_id(user).revoke_sign_in_sessions.post()
+    except Exception as err:  # noqa: BLE001  # a baseline counts failures, it does not handle them
+        errors[type(err).__name__] += 1
 
 
 async def run_sequential(tenant: Tenant, ids: list[str]) -> dict[str, Any]:
@@ -177,17 +176,15 @@ async def run_sequential(tenant: Tenant, ids: list[str]) -> dict[str, Any]:
     from revoke_ops.graph import GraphSession
 
     identity = certificate_identity(bundle=load_bundle(tenant.bundle))
-    failures = 0
+    errors: Counter[str] = Counter()
     started = time.monotonic()
-    async with GraphSession(identity) as session:
-        client = session.client
-        for user in ids:
-            try:
-                await client.users.by_user_id(user).revoke_sign_in_sessions.post()
-            except Exception:  # noqa: BLE001  # a baseline counts failures, it does not handle them
-                failures += 1
-    await identity.close()
-    return {"seconds": time.monotonic() - started, "failures": failures}
+    try:
+        async with GraphSession(identity) as session:
+            for user in ids:
+                await revoke_with_sdk(session.client, user, errors)
+    finally:
+        await identity.close()
+    return {"seconds": time.monotonic() - started, "errors": errors}
 
 
 async def run_naive(tenant: Tenant, ids: list[str], deadline: float) -> dict[str, Any]:
@@ -196,36 +193,19 @@ async def run_naive(tenant: Tenant, ids: list[str], deadline: float) -> dict[str
     from revoke_ops.graph import GraphSession
 
     identity = certificate_identity(bundle=load_bundle(tenant.bundle))
+    errors: Counter[str] = Counter()
+    finished = True
     started = time.monotonic()
-    async with GraphSession(identity, timeout=300) as session:
-        client = session.client
-
-        outcome = {"ok": 0, "failed": 0}
-
-        errors: dict[str, int] = {}
-
-        async def one(user: str) -> None:
+    try:
+        async with GraphSession(identity, timeout=300) as session:
+            calls = asyncio.gather(*(revoke_with_sdk(session.client, u, errors) for u in ids))
             try:
-                await client.users.by_user_id(user).revoke_sign_in_sessions.post()
-            except Exception as err:  # noqa: BLE001
-                outcome["failed"] += 1
-                errors[type(err).__name__] = errors.get(type(err).__name__, 0) + 1
-            else:
-                outcome["ok"] += 1
-
-        finished = True
-        try:
-            await asyncio.wait_for(asyncio.gather(*(one(u) for u in ids)), timeout=deadline)
-        except TimeoutError:
-            finished = False
-    await identity.close()
-    return {
-        "seconds": time.monotonic() - started,
-        "failures": outcome["failed"],
-        "completed": outcome["ok"],
-        "finished": finished,
-        "errors": errors,
-    }
+                await asyncio.wait_for(calls, timeout=deadline)
+            except TimeoutError:
+                finished = False
+    finally:
+        await identity.close()
+    return {"seconds": time.monotonic() - started, "errors": errors, "finished": finished}
 
 
 def throttled_share(tenant: Tenant) -> tuple[int, int]:
@@ -257,7 +237,7 @@ def bench_client(client: str, users: int, scale: float, naive_deadline: float) -
         client_cpu = time.process_time()
         journal = tenant.state / "journal.jsonl"
         if client == "tool":
-            run = asyncio.run(run_tool(tenant, ids, scale, journal=journal))
+            run = asyncio.run(run_tool(tenant, ids, scale, journal))
         elif client == "sequential":
             run = asyncio.run(run_sequential(tenant, ids))
         else:
@@ -285,9 +265,8 @@ def bench_client(client: str, users: int, scale: float, naive_deadline: float) -
             figures.update(tool_figures(journal, users, scale))
             figures["outcomes"] = run["counts"]
         else:
-            figures["failures"] = run["failures"]
-            if "errors" in run:
-                figures["errors"] = run["errors"]
+            figures["failures"] = sum(run["errors"].values())
+            figures["errors"] = dict(run["errors"])
         return figures
 
 
@@ -318,8 +297,8 @@ def tool_figures(journal: Path, users: int, scale: float) -> dict[str, Any]:
 
 def throughput_headline(throughput: dict[str, Any]) -> dict[str, Any]:
     """Speed-ups, once all three clients have run with the same size and time scale."""
-    runs = [throughput.get(c) for c in CLIENTS]
-    if any(r is None for r in runs) or len({(r.get("users"), r.get("time_scale")) for r in runs if r}) != 1:
+    runs = [throughput.get(c) or {} for c in CLIENTS]
+    if not all(runs) or len({(r.get("users"), r.get("time_scale")) for r in runs}) != 1:
         return {}
     tool, seq, naive = (throughput[c] for c in CLIENTS)
     best = tool["theoretical_best_unscaled"]
@@ -358,64 +337,29 @@ def peak_rss_mb(args: list[str], env: dict[str, str]) -> tuple[float, float, int
 
 
 def bench_scale(dry_users: int, real_users: int) -> dict[str, Any]:
-    figures: dict[str, Any] = {}
+    """Peak memory and users/s of the ``revoke-ops`` command: a dry run and a real run, unthrottled."""
     exe = str(Path(sys.executable).parent / "revoke-ops")
     with sandbox(max(dry_users, real_users) + 1000, time_scale=1.0, throttling=False, latency=False) as tenant:
-        env = {**os.environ}
         ids = user_ids(tenant, max(dry_users, real_users))
-        targets = tenant.state / "dry.txt"
-        targets.write_text("\n".join(ids[:dry_users]) + "\n")
-        rss, seconds, code = peak_rss_mb(
-            [
-                exe,
-                "revoke",
-                "--credentials",
-                str(tenant.bundle),
-                "--from-file",
-                str(targets),
-                "--dry-run",
-                "--output",
-                "json",
-            ],
-            env,
-        )
-        figures["dry_run"] = {
-            "targets": dry_users,
-            "peak_rss_mb": rss,
-            "seconds": seconds,
-            "users_per_s": dry_users / seconds,
-            "exit": code,
+
+        def measure(name: str, count: int, options: list[str]) -> dict[str, Any]:
+            targets = tenant.state / f"{name}.txt"
+            targets.write_text("\n".join(ids[:count]) + "\n")
+            command = [exe, "revoke", "--credentials", str(tenant.bundle), "--from-file", str(targets), *options]
+            rss, seconds, code = peak_rss_mb(command, {**os.environ})
+            return {
+                "targets": count,
+                "peak_rss_mb": rss,
+                "seconds": seconds,
+                "users_per_s": count / seconds,
+                "exit": code,
+            }
+
+        unpaced = ["--write-rate", "1000000", "--write-burst", "1000000", "--concurrency", "8"]
+        return {
+            "dry_run": measure("dry", dry_users, ["--dry-run", "--output", "json"]),
+            "real_run": measure("real", real_users, ["--yes", "--journal", str(tenant.state / "real.jsonl"), *unpaced]),
         }
-        targets = tenant.state / "real.txt"
-        targets.write_text("\n".join(ids[:real_users]) + "\n")
-        rss, seconds, code = peak_rss_mb(
-            [
-                exe,
-                "revoke",
-                "--credentials",
-                str(tenant.bundle),
-                "--from-file",
-                str(targets),
-                "--yes",
-                "--journal",
-                str(tenant.state / "real.jsonl"),
-                "--write-rate",
-                "1000000",
-                "--write-burst",
-                "1000000",
-                "--concurrency",
-                "8",
-            ],
-            env,
-        )
-        figures["real_run"] = {
-            "targets": real_users,
-            "peak_rss_mb": rss,
-            "seconds": seconds,
-            "users_per_s": real_users / seconds,
-            "exit": code,
-        }
-    return figures
 
 
 def bench_first_revocation(members: int) -> dict[str, Any]:

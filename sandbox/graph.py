@@ -72,8 +72,8 @@ class Faults:
 
     error_5xx: float = 0.0  # 503 Service Unavailable, top-level and per batch item
     item_429: float = 0.0  # 429 for individual batch items, with Retry-After
-    item_429_retry_after: int = 1
     batch_429: float = 0.0  # 429 for a whole $batch request (nothing in it handled), with Retry-After
+    retry_after: int = 1  # the Retry-After of injected 429s
     reset: float = 0.0  # connection reset before answering (HTTP level)
     stall: float = 0.0  # answer only after stall_seconds (HTTP level)
     stall_seconds: float = 0.0  # modelled
@@ -216,20 +216,15 @@ class Graph:
         cost = 2.0 if collection else 1.0
         if "$select" in request.query:
             cost = max(1.0, cost - 1)
-        if self.faults.error_5xx and self.rng.random() < self.faults.error_5xx:
+        if self._inject(self.faults.error_5xx):
             raise GraphError(
                 503,
                 "serviceNotAvailable",
                 "The service is temporarily unavailable. Please retry.",
                 {"Retry-After": "1"},
             )
-        if request.in_batch and self.faults.item_429 and self.rng.random() < self.faults.item_429:
-            raise GraphError(
-                429,
-                "TooManyRequests",
-                "Too many requests (injected).",
-                {"Retry-After": str(self.faults.item_429_retry_after), "x-ms-throttle-scope": "Injected"},
-            )
+        if request.in_batch and self._inject(self.faults.item_429):
+            raise self._injected_429("Too many requests (injected).")
         throttled = self.throttle.admit(caller.app_id, self.tenant.tenant_id, write=write, cost=cost)
         if throttled is not None:
             raise GraphError(
@@ -250,6 +245,13 @@ class Graph:
             response.headers["x-ms-throttle-limit-percentage"] = str(percentage)
         return response
 
+    def _inject(self, probability: float) -> bool:
+        return bool(probability) and self.rng.random() < probability
+
+    def _injected_429(self, message: str) -> GraphError:
+        headers = {"Retry-After": str(self.faults.retry_after), "x-ms-throttle-scope": "Injected"}
+        return GraphError(429, "TooManyRequests", message, headers)
+
     def _batch(self, request: Request, authorization: str | None) -> Response:
         body = request.body if isinstance(request.body, dict) else {}
         items = body.get("requests")
@@ -260,13 +262,8 @@ class Graph:
         ids = [str(item.get("id")) for item in items]
         if len(set(ids)) != len(ids):
             raise GraphError(400, "BadRequest", "Batch request contains duplicate ids.")
-        if self.faults.batch_429 and self.rng.random() < self.faults.batch_429:
-            raise GraphError(
-                429,
-                "TooManyRequests",
-                "Too many requests (injected, whole batch).",
-                {"Retry-After": str(self.faults.item_429_retry_after), "x-ms-throttle-scope": "Injected"},
-            )
+        if self._inject(self.faults.batch_429):
+            raise self._injected_429("Too many requests (injected, whole batch).")
         responses = []
         for item in items:
             url = str(item.get("url", ""))

@@ -55,7 +55,7 @@ def test_faults_every_user_ends_revoked_and_the_journal_matches_the_tenant(
         faults={
             "error_5xx": 0.05,
             "item_429": 0.02,
-            "item_429_retry_after": 1,
+            "retry_after": 1,
             "reset": 0.01,
             "stall": 0.01,
             "stall_seconds": 2 * timeout,

@@ -86,7 +86,7 @@ def trusted(ops: Ops, monkeypatch: pytest.MonkeyPatch) -> Ops:
 def test_item_level_429_is_retried_per_item_after_retry_after(trusted: Ops, tmp_path: Path):
     ops = trusted
     users = internal(ops, 300, 40)
-    ops.run.settings(faults={"item_429": 0.3, "item_429_retry_after": 7})
+    ops.run.settings(faults={"item_429": 0.3, "retry_after": 7})
     clock = FakeClock()
     before = len(ops.run.revocations())
     try:
@@ -113,12 +113,12 @@ def test_a_whole_batch_answered_429_pauses_everyone_and_resends_it(trusted: Ops,
             await super().sleep(seconds)
 
     clock = RecoveringClock()
-    ops.run.settings(faults={"batch_429": 1.0, "item_429_retry_after": 9})
+    ops.run.settings(faults={"batch_429": 1.0, "retry_after": 9})
     before = len(ops.run.revocations())
     try:
         result = run_api(ops, RevokeRequest(users=[u.id for u in users], journal=tmp_path / "j.jsonl"), clock)
     finally:
-        ops.run.settings(faults={"batch_429": 0.0, "item_429_retry_after": 1})
+        ops.run.settings(faults={"batch_429": 0.0, "retry_after": 1})
     assert result.summary.counts["revoked"] == 45 and result.exit_code == 0
     assert result.summary.throttled >= 1
     assert max(clock.sleeps) >= 9, "Retry-After must be honoured"

@@ -261,7 +261,7 @@ def test_batch_items_answer_on_their_own(sandbox: Running, full: AppCredentials)
 
 
 def test_item_level_429_inside_a_200_batch(sandbox: Running, full: AppCredentials):
-    sandbox.settings(faults={"item_429": 1.0, "item_429_retry_after": 3})
+    sandbox.settings(faults={"item_429": 1.0, "retry_after": 3})
     try:
         response = batch(
             sandbox,
