@@ -38,3 +38,12 @@ def test_no_secret_in_output_logs_or_journal(ops: Ops, tmp_path: Path):
     assert_no_secrets(written, ops.creds.pem)
     assert stat.S_IMODE(os.stat(journal).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(journal.parent).st_mode) & 0o077 == tmp_path.stat().st_mode & 0o077
+
+
+def test_failure_reports_leave_the_test_key_out(ops: Ops):
+    # Hypothesis prints a falsifying example's fixtures into CI logs through its own pretty-printer,
+    # which lists dataclass fields whatever their repr setting.
+    from hypothesis.vendor.pretty import pretty
+
+    for shown in (repr(ops), pretty(ops)):
+        assert "PRIVATE KEY" not in shown and ops.creds.client_id in shown
