@@ -48,6 +48,11 @@ class Bundle:
     certificate_pem: str | None = field(default=None, repr=False)
     private_key_pem: str | None = field(default=None, repr=False)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        # IPython-style pretty-printers (IPython, Hypothesis) list a dataclass's fields whatever
+        # their repr setting; make them print repr(), which leaves the key and certificate out.
+        printer.text(repr(self))
+
 
 def refuse_loose_permissions(path: Path, what: str) -> None:
     """Refuse a secret-bearing file that group or others can read.

@@ -101,6 +101,19 @@ def test_key_material_is_never_echoed(tmp_path: Path):
     assert document["privateKeyPem"][40:80] not in str(info.value)
 
 
+def test_a_loaded_bundle_prints_without_its_key(tmp_path: Path):
+    # What an operator sees printing it in a REPL or a notebook (IPython's pretty-printer protocol,
+    # here through the copy Hypothesis vendors).
+    from hypothesis.vendor.pretty import pretty
+
+    document = with_key()
+    bundle = load_bundle(write(tmp_path, document))
+    assert bundle.private_key_pem == document["privateKeyPem"]
+    for shown in (repr(bundle), str(bundle), pretty(bundle)):
+        assert "PRIVATE KEY" not in shown and "BEGIN" not in shown
+        assert "0000abcd-0000-0000-0000-000000000002" in shown  # the client id is shown
+
+
 def test_not_json_names_the_position(tmp_path: Path):
     path = tmp_path / "b.json"
     path.write_text("{\n  oops\n}")
