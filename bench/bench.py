@@ -40,7 +40,7 @@ class Tenant:
     state: Path
     info: dict[str, Any]
     bundle: Path
-    process: subprocess.Popen[str]
+    process: subprocess.Popen[bytes]
 
     def control(self, path: str) -> Any:
         import ssl
@@ -83,7 +83,7 @@ def sandbox(
     if bulk_group:
         args += ["--bulk-group", str(bulk_group)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 600
         while not (state / "sandbox.json").exists():
@@ -300,7 +300,7 @@ def throughput_headline(throughput: dict[str, Any]) -> dict[str, Any]:
     runs = [throughput.get(c) or {} for c in CLIENTS]
     if not all(runs) or len({(r.get("users"), r.get("time_scale")) for r in runs}) != 1:
         return {}
-    tool, seq, naive = (throughput[c] for c in CLIENTS)
+    tool, seq, naive = runs
     best = tool["theoretical_best_unscaled"]
     return {
         "speedup_vs_sequential": seq["seconds_unscaled"] / tool["seconds_unscaled"],
