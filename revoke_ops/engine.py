@@ -24,7 +24,14 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from revoke_ops.graph import BatchItem, GraphResponse, GraphSession, TransportError, UnreadableResponseError
+from revoke_ops.graph import (
+    BatchItem,
+    GraphResponse,
+    GraphSession,
+    TransportError,
+    UnreadableResponseError,
+    user_path,
+)
 from revoke_ops.journal import Journal, now_iso
 
 __all__ = ["OUTCOMES", "Clock", "Engine", "EngineOptions", "Final", "Pacer", "Send", "Summary"]
@@ -325,7 +332,7 @@ class Engine:
                 users = [{"id": p.item.id or "", "upn": p.item.upn or "", "target": p.item.target} for p in pending]
                 self.journal.attempt(number, users)
             items = [
-                BatchItem(str(n + 1), "POST", f"/users/{p.item.ref}/revokeSignInSessions")
+                BatchItem(str(n + 1), "POST", f"{user_path(p.item.ref)}/revokeSignInSessions")
                 for n, p in enumerate(pending)
             ]
             self.summary.requests += 1
@@ -421,6 +428,7 @@ class Engine:
         by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
         retry: list[_Pending] = []
         pause = 0.0
+        server_wait = 0.0
         backoff_attempt = 0
         for n, p in enumerate(pending):
             answer = by_id.get(str(n + 1))
@@ -474,12 +482,15 @@ class Engine:
                 p.attempts += 1
                 retry.append(p)
                 backoff_attempt = max(backoff_attempt, p.attempts)
+                # A 5xx item may say when to come back (503 with Retry-After): honour it, as for 429.
+                with contextlib.suppress(ValueError):
+                    server_wait = max(server_wait, float(headers.get("retry-after", "0")))
             else:
                 self._record("failed", p.item, code=code or f"HTTP{status}", reason=reason, **ids)
         if pause:
             self.pacer.pause(pause)
         elif backoff_attempt:
-            await self.clock.sleep(self._backoff(backoff_attempt))
+            await self.clock.sleep(max(server_wait, self._backoff(backoff_attempt)))
         return retry
 
     def _throttled(self, p: _Pending, client_request_id: str | None, sent_at: str, request_id: str | None) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import ssl
 import uuid
 from collections.abc import AsyncIterator
@@ -29,7 +30,15 @@ from msgraph_core import GraphClientFactory
 from revoke_ops.credentials import Identity, ca_bundle
 from revoke_ops.errors import RevokeOpsError
 
-__all__ = ["GraphResponse", "GraphSession", "TransportError", "UnreadableResponseError"]
+__all__ = [
+    "GraphResponse",
+    "GraphSession",
+    "TransportError",
+    "UnreadableResponseError",
+    "needs_advanced_query",
+    "odata_literal",
+    "user_path",
+]
 
 USER_FIELDS = "id,userPrincipalName,userType,externalUserState,accountEnabled"
 # kiota's transport can surface httpcore's exceptions unwrapped.
@@ -42,6 +51,40 @@ NETWORK_ERRORS = (
     TimeoutError,
 )
 READ_ATTEMPTS = 6
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
+_GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# $filter forms that Microsoft Graph serves only as advanced queries on directory objects
+# (ConsistencyLevel: eventual and $count=true on the request): "Advanced query capabilities on
+# Microsoft Entra ID objects" lists endsWith, ne, not and $count among them.
+_ADVANCED = re.compile(r"\bendswith\s*\(|\bne\b|\bnot\b|\$count\b", re.IGNORECASE)
+ADVANCED_HEADERS = {"ConsistencyLevel": "eventual"}
+
+
+def user_path(key: str) -> str:
+    """The Graph path of one user, by object id or userPrincipalName, safe to put in a URL.
+
+    Path segments are percent-encoded (a guest's ``#EXT#`` would otherwise end the path: the rest
+    becomes a URL fragment); ``@`` and ``'`` stay as they are, as Graph's examples show them. A
+    userPrincipalName that begins with ``$`` must be addressed as ``/users('$x@y')`` (Graph's
+    "Get user" docs), where an apostrophe is doubled as in any OData string literal.
+    """
+    if _GUID.match(key):
+        return f"/users/{key}"
+    if key.startswith("$"):
+        return f"/users({quote(odata_literal(key), safe=chr(39) + '@$')})"
+    return f"/users/{quote(key, safe=chr(39) + '@')}"
+
+
+def odata_literal(value: str) -> str:
+    """An OData string literal: single quotes around, quotes inside doubled (``'o''brien@x'``)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def needs_advanced_query(filter_text: str) -> bool:
+    """Whether a ``$filter`` on users needs Graph's advanced query headers (endsWith, ne, not, $count)."""
+    # String literals do not count: "displayName eq 'not me'" is a plain query.
+    bare = re.sub(r"'(?:[^']|'')*'", "''", filter_text)
+    return bool(_ADVANCED.search(bare))
 
 
 class TransportError(Exception):
@@ -187,7 +230,14 @@ class GraphSession:
                     "id": i.id,
                     "method": i.method,
                     "url": i.url,
-                    **({"body": i.body, "headers": {"Content-Type": "application/json"}} if i.body is not None else {}),
+                    # Graph refuses a write item without a body and a Content-Type header, even when
+                    # the operation takes no body ("Write request id : N does not contain
+                    # Content-Type header or body."; microsoft-graph-docs#6682): send {}.
+                    **(
+                        {"body": {} if i.body is None else i.body, "headers": {"Content-Type": "application/json"}}
+                        if i.method.upper() in WRITE_METHODS or i.body is not None
+                        else {}
+                    ),
                 }
                 for i in items
             ]
@@ -241,8 +291,3 @@ class GraphRequestError(Exception):
         super().__init__(
             f"GET {path} answered {response.status} {response.error_code or ''}: {response.error_message}".strip()
         )
-
-
-def quote_odata(value: str) -> str:
-    """An OData string literal (single quotes doubled), URL-safe."""
-    return quote("'" + value.replace("'", "''") + "'", safe="'@")

@@ -16,7 +16,16 @@ from urllib.parse import quote
 
 from revoke_ops.engine import Final, Item, Send
 from revoke_ops.errors import AuthError, InputError, MissingPermissionError
-from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession, TransportError, UnreadableResponseError
+from revoke_ops.graph import (
+    ADVANCED_HEADERS,
+    USER_FIELDS,
+    GraphRequestError,
+    GraphSession,
+    TransportError,
+    UnreadableResponseError,
+    needs_advanced_query,
+    odata_literal,
+)
 from revoke_ops.targets import Target, TargetFile, key_hash, parse_target
 
 __all__ = ["Capabilities", "Exclusions", "Plan", "is_external", "resolve_exclusions", "stream"]
@@ -28,6 +37,7 @@ READ_MEMBERS = {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", 
 READ_ROLES = {"RoleManagement.Read.Directory", "Directory.Read.All", "RoleManagement.ReadWrite.Directory"}
 REVOKE = {"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
 LOOKUP_CHUNK = 15  # Graph's limit of values in one `in` filter
+USER_TYPE = "#microsoft.graph.user"
 
 
 @dataclass(frozen=True)
@@ -94,12 +104,16 @@ async def lookup(
         keys = [t.key for t in targets if t.kind == kind]
         for start in range(0, len(keys), LOOKUP_CHUNK):
             chunk = keys[start : start + LOOKUP_CHUNK]
-            values = ",".join("'" + k.replace("'", "''") + "'" for k in chunk)
+            values = ",".join(odata_literal(k) for k in chunk)
             condition = f"{field_name} in ({values})"
+            headers = None
             if extra_filter:
                 condition = f"({extra_filter}) and ({condition})"
             url = f"/users?$filter={quote(condition, safe='')}&$select={USER_FIELDS}&$top=999"
-            async for page in session.pages(url):
+            if extra_filter and needs_advanced_query(extra_filter):
+                url += "&$count=true"
+                headers = ADVANCED_HEADERS
+            async for page in session.pages(url, headers=headers):
                 for user in page:
                     key = str(user.get("id" if kind == "id" else "userPrincipalName", "")).lower()
                     found[key] = user
@@ -336,12 +350,20 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
                 "without User.Read.All, group members come without their UPN or userType: external users cannot be "
                 "recognised and exclusions match by object id only (add User.Read.All to readPermissions)"
             )
-        url = f"/groups/{quote(plan.group)}/transitiveMembers/microsoft.graph.user?$select={USER_FIELDS}&$top=999"
+        # Not .../transitiveMembers/microsoft.graph.user: a cast in the path is an advanced query
+        # (ConsistencyLevel: eventual, $count=true) and then eventually consistent, so members added
+        # a moment ago could be missed. The plain listing is not; users are kept by @odata.type.
+        url = f"/groups/{quote(plan.group, safe='')}/transitiveMembers?$select={USER_FIELDS}&$top=999"
+        headers: dict[str, str] | None = None
     else:
         caps.require("revoking every user (--all-users)", caps.read_users, "User.Read.All")
         url = f"/users?$select={USER_FIELDS}&$top=999"
+        headers = None
         if plan.filter:
             url += f"&$filter={quote(plan.filter, safe='')}"
+            if needs_advanced_query(plan.filter):
+                url += "&$count=true"
+                headers = ADVANCED_HEADERS
     if plan.privileged and plan.group:
         # Privileged members first: ask Graph which role holders are (transitive) members.
         try:
@@ -367,8 +389,10 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
                     yield _decide(plan, user, str(user["id"]).lower())
                 plan.skip.add(key_hash(str(user["id"]).lower()))
     try:
-        async for page in session.pages(url):
+        async for page in session.pages(url, headers=headers):
             for user in page:
+                if plan.group and user.get("@odata.type", USER_TYPE) != USER_TYPE:
+                    continue  # a nested group (its members are listed too) or another directory object
                 uid = str(user.get("id", "")).lower()
                 if _done(plan, uid, user.get("userPrincipalName")):
                     continue

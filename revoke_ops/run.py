@@ -23,7 +23,7 @@ from revoke_ops import __version__
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.engine import Engine, EngineOptions, Send, Summary
 from revoke_ops.errors import AuthError, InputError
-from revoke_ops.graph import GraphSession
+from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
 from revoke_ops.journal import Journal, default_journal_path, read_journal
 from revoke_ops.resolve import Capabilities, Exclusions, Plan, lookup, privileged_ids, resolve_exclusions, stream
 from revoke_ops.targets import Target, TargetFile, parse_target, validate_files
@@ -326,17 +326,28 @@ def _local_user() -> str | None:
 
 
 async def _remote_count(session: GraphSession, request: RevokeRequest) -> int | None:
+    """How many users a group or whole-tenant run covers (an estimate: $count is eventually consistent).
+
+    Also the pre-flight of the operator's ``--filter``: one Graph refuses is a usage error naming
+    it, before any journal is written.
+    """
+    from urllib.parse import quote
+
     if request.group:
-        url = f"/groups/{request.group}/transitiveMembers?$count=true&$top=1&$select=id"
+        # Counting users only needs the cast, an advanced query: fine for an estimate.
+        group = quote(request.group, safe="")
+        url = f"/groups/{group}/transitiveMembers/microsoft.graph.user?$count=true&$top=1&$select=id"
     else:
         url = "/users?$count=true&$top=1&$select=id"
         if request.filter:
-            from urllib.parse import quote
-
             url += f"&$filter={quote(request.filter, safe='')}"
-    response = await session.read(url, headers={"ConsistencyLevel": "eventual"})
+    response = await session.read(url, headers=dict(ADVANCED_HEADERS))
     if response.status == 200 and isinstance(response.body, dict) and "@odata.count" in response.body:
         return int(response.body["@odata.count"])
     if response.status == 404 and request.group:
-        raise InputError(f"--group {request.group}: no such group in the tenant")
+        raise InputError(f"--group {request.group}: no such group in the tenant (--group takes the group's object id)")
+    if response.status == 400 and request.filter:
+        raise InputError(
+            f"--filter {request.filter!r}: Microsoft Graph refused it ({response.error_code}): {response.error_message}"
+        )
     return None

@@ -22,7 +22,10 @@ from revoke_ops.errors import InputError
 __all__ = ["Target", "TargetFile", "key_hash", "parse_target", "validate_files"]
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-UPN = re.compile(r"^[^\s@,;<>\"']+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
+# Entra ID's userPrincipalName: the local part allows A-Z a-z 0-9 ' . - _ ! # ^ ~ (Microsoft's
+# "prepare for directory synchronization" and password-policy pages), and Graph documents UPNs that
+# begin with `$`; the domain is a verified domain name. At most 113 characters in all.
+UPN = re.compile(r"^(?=.{3,113}$)[A-Za-z0-9'._!#^~$-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 ID_COLUMNS = ("id", "objectid", "object id", "userid", "user id")
 UPN_COLUMNS = ("userprincipalname", "upn", "user principal name", "mail", "email", "user")
 MAX_ERRORS_SHOWN = 20

@@ -14,7 +14,7 @@ from typing import Any
 
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.errors import InputError
-from revoke_ops.graph import BatchItem, GraphSession, TransportError, UnreadableResponseError
+from revoke_ops.graph import BatchItem, GraphSession, TransportError, UnreadableResponseError, user_path
 from revoke_ops.journal import read_journal
 from revoke_ops.resolve import Capabilities
 
@@ -66,7 +66,7 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
         for start in range(0, len(todo), 20):
             chunk = todo[start : start + 20]
             items = [
-                BatchItem(str(n + 1), "GET", f"/users/{r['id']}?$select=id,signInSessionsValidFromDateTime")
+                BatchItem(str(n + 1), "GET", f"{user_path(r['id'])}?$select=id,signInSessionsValidFromDateTime")
                 for n, r in enumerate(chunk)
             ]
             answers: dict[str, Any] = {}
