@@ -228,7 +228,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 async def _revoke(args: argparse.Namespace) -> int:
-    from revoke_ops.run import RevokeRequest, revoke
+    from revoke_ops.run import Confirmation, RevokeRequest, revoke
 
     request = RevokeRequest(
         users=args.user,
@@ -255,19 +255,13 @@ async def _revoke(args: argparse.Namespace) -> int:
     identity = _identity(args)
     progress = Progress(None, sys.stderr.isatty() and not args.dry_run)
 
-    def confirm(count: int | None, eta: float | None, details: dict[str, Any]) -> bool:
-        for warning in details["warnings"]:
+    def confirm(confirmation: Confirmation) -> bool:
+        for warning in confirmation.warnings:
             log.warning("%s", warning)
-        progress.total = count
+        progress.total = confirmation.targets
         if args.yes:
             return True
-        what = f"{count} user(s)" if count is not None else "an unknown number of users"
-        timing = f", about {eta / 60:.1f} min at the write budget" if eta else ""
-        return _ask(
-            f"Revoke the sign-in sessions of {what} in tenant {identity.tenant_id}{timing} "
-            f"({details['exclusions']} excluded, {details['privileged']} privileged first)? [y/N] ",
-            "-" in args.from_file,
-        )
+        return _ask(confirmation.question(), "-" in args.from_file)
 
     # A dry run streams what would be revoked to stdout as it is resolved (a million lines stay
     # out of memory); JSON output is one object whose wouldRevoke array is written incrementally.

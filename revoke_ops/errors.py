@@ -11,6 +11,17 @@ class InputError(RevokeOpsError):
     """Local input (a file, an option, a bundle) is invalid; nothing in the tenant has changed."""
 
 
+class ServiceError(RevokeOpsError):
+    """Microsoft Graph kept failing (5xx, throttling, unreadable answers) before anything was changed.
+
+    ``code`` keeps the service's own error code when there was one.
+    """
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
 class AuthError(RevokeOpsError):
     """No usable token, or the whole run lacks a permission; nothing in the tenant has changed.
 

@@ -86,6 +86,7 @@ class JournalState:
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> last outcome record
     attempted: set[int] = field(default_factory=set)
     ended: bool = False
+    added_exclusions: list[str] = field(default_factory=list)  # by later resumes (values or file paths)
 
     def done_hashes(self) -> set[int]:
         done = set()
@@ -126,7 +127,12 @@ def read_journal(path: Path) -> JournalState:
     state = JournalState(header=first)
     for record in records:
         kind = record.get("type")
-        if kind == "outcome" and "id" in record:
+        if kind == "header":
+            # A resume that added exclusions recorded them in its own header: they apply from then on.
+            state.added_exclusions.extend(
+                e for e in record.get("addedExclusions") or [] if e not in state.added_exclusions
+            )
+        elif kind == "outcome" and "id" in record:
             state.outcomes[record["id"]] = record
         elif kind == "attempt":
             for user in record.get("users", []):

@@ -7,6 +7,8 @@ permission to add to the stack's ``readPermissions``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
@@ -15,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from revoke_ops.engine import Final, Item, Send
-from revoke_ops.errors import AuthError, InputError, MissingPermissionError
+from revoke_ops.errors import AuthError, InputError, MissingPermissionError, RevokeOpsError, ServiceError
 from revoke_ops.graph import (
     ADVANCED_HEADERS,
     USER_FIELDS,
@@ -28,7 +30,16 @@ from revoke_ops.graph import (
 )
 from revoke_ops.targets import Target, TargetFile, key_hash, parse_target
 
-__all__ = ["Capabilities", "Exclusions", "Plan", "is_external", "resolve_exclusions", "stream"]
+__all__ = [
+    "Capabilities",
+    "Exclusions",
+    "Plan",
+    "Privileged",
+    "find_privileged",
+    "is_external",
+    "resolve_exclusions",
+    "stream",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +99,10 @@ class Exclusions:
     def excludes(self, id: str | None, upn: str | None) -> bool:
         return (id is not None and id.lower() in self.ids) or (upn is not None and upn.lower() in self.upns)
 
+    users: int = 0  # distinct users excluded (an exclusion resolves to an id and a UPN: one user)
+
     def __len__(self) -> int:
-        return len(self.ids | self.upns)
+        return self.users
 
 
 async def lookup(
@@ -120,10 +133,24 @@ async def lookup(
     return found
 
 
+def _lookup_failed(what: str, err: GraphRequestError) -> RevokeOpsError:
+    """A read that failed: a permission problem (exit 3) or a service failure (nothing changed)."""
+    status = err.response.status
+    if status in (401, 403):
+        return AuthError(f"{what} failed: {err}", err.response.error_code)
+    return ServiceError(f"{what} failed: {err}; nothing was changed, try again", err.response.error_code)
+
+
 async def resolve_exclusions(
     session: GraphSession | None, caps: Capabilities, values: list[str], target_kinds: set[str]
 ) -> Exclusions:
     """Phase 2: every exclusion becomes an object id (and UPN); one that cannot be resolved refuses the run.
+
+    Without User.Read.All exclusions cannot be resolved, and an exclusion can then only be matched
+    against a target named in the same form: the run is refused unless every exclusion is of the
+    one kind every target has (checked per target kind, so a decoy exclusion of the other kind does
+    not open the guard). ``target_kinds`` is the set of forms the targets arrive in (group members
+    arrive as object ids).
 
     :raises InputError: an exclusion that does not exist, or that cannot be matched without User.Read.All.
     """
@@ -133,20 +160,24 @@ async def resolve_exclusions(
         return excl
     if not caps.read_users or session is None:
         kinds = {t.kind for t in targets}
-        if kinds - target_kinds or target_kinds - kinds:
+        if len(kinds | target_kinds) > 1:
+            names = {"id": "object ids", "upn": "userPrincipalNames"}
             raise InputError(
-                "exclusions and targets are given in different forms (object ids vs UPNs) and cannot be matched "
-                "without the Microsoft Graph permission User.Read.All: add User.Read.All to the stack's "
-                "readPermissions and run `pulumi up`, or give both as the same kind"
+                "exclusions cannot be matched without the Microsoft Graph permission User.Read.All against targets "
+                f"given in another form (targets: {' and '.join(names[k] for k in sorted(target_kinds))}; "
+                f"exclusions: {' and '.join(names[k] for k in sorted(kinds))}). Nothing was changed. Add User.Read.All "
+                "to the stack's readPermissions and run `pulumi up`, or give every target and every exclusion in the "
+                "same one form"
             )
         for t in targets:
             (excl.ids if t.kind == "id" else excl.upns).add(t.key)
+        excl.users = len(excl.ids | excl.upns)
         log.warning("exclusions could not be checked against the directory (no User.Read.All); matched as given")
         return excl
     try:
         found = await lookup(session, targets)
     except GraphRequestError as err:
-        raise AuthError(f"resolving the exclusions failed: {err}", err.response.error_code) from err
+        raise _lookup_failed("resolving the exclusions", err) from err
     missing = [t for t in targets if t.key not in found]
     if missing:
         shown = ", ".join(f"{t.key} ({t.source})" for t in missing[:10])
@@ -154,15 +185,83 @@ async def resolve_exclusions(
     for user in found.values():
         excl.ids.add(str(user["id"]).lower())
         excl.upns.add(str(user.get("userPrincipalName", "")).lower())
+    excl.users = len(excl.ids)
     return excl
 
 
+@dataclass
+class Privileged:
+    """Users who hold or may activate a directory role: they are revoked first."""
+
+    ids: set[str] = field(default_factory=set)
+    upns: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)  # what could not be checked, for the operator
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.ids or key in self.upns
+
+
+ROLE_PRINCIPALS = (
+    # Active assignments; principal expanded so that role-assignable groups are recognised.
+    ("active", "/roleManagement/directory/roleAssignments?$expand=principal"),
+    # PIM-eligible assignments (Entra ID P2): someone eligible can activate the role at any time.
+    ("eligible", "/roleManagement/directory/roleEligibilityScheduleInstances?$expand=principal"),
+)
+
+
+async def find_privileged(session: GraphSession, caps: Capabilities, *, need_upns: bool) -> Privileged:
+    """Every user holding a directory role, directly, through a role-assignable group, or PIM-eligible.
+
+    What cannot be checked (eligibility without Entra ID P2 or the permission, groups without
+    GroupMember.Read.All) is said in ``notes``, never silently left out.
+    """
+    found = Privileged()
+    groups: set[str] = set()
+    for kind, url in ROLE_PRINCIPALS:
+        try:
+            async for page in session.pages(url):
+                for row in page:
+                    raw = row.get("principal")
+                    principal: dict[str, Any] = raw if isinstance(raw, dict) else {}
+                    pid = str(row.get("principalId") or principal.get("id") or "").lower()
+                    if not pid:
+                        continue
+                    odata_type = str(principal.get("@odata.type", "#microsoft.graph.user"))
+                    if odata_type == "#microsoft.graph.group":
+                        groups.add(pid)
+                    elif odata_type == "#microsoft.graph.user":
+                        found.ids.add(pid)
+        except GraphRequestError as err:
+            if kind == "active":
+                raise _lookup_failed("listing directory role assignments", err) from err
+            found.notes.append(
+                "PIM-eligible role assignments were not checked (Graph answered "
+                f"{err.response.status} {err.response.error_code or ''}: needs Entra ID P2 and "
+                "RoleManagement.Read.Directory); eligible users go in listing order"
+            )
+    if groups and not caps.read_members:
+        found.notes.append(
+            f"{len(groups)} role-assignable group(s) hold directory roles; their members cannot be listed without "
+            "GroupMember.Read.All and go in listing order"
+        )
+    elif groups:
+        for gid in sorted(groups):
+            try:
+                async for page in session.pages(f"/groups/{quote(gid, safe='')}/transitiveMembers?$select=id&$top=999"):
+                    found.ids.update(
+                        str(m.get("id", "")).lower() for m in page if m.get("@odata.type", USER_TYPE) == USER_TYPE
+                    )
+            except GraphRequestError as err:
+                found.notes.append(f"the members of role-assignable group {gid} could not be listed ({err})")
+    if need_upns and caps.read_users and found.ids:
+        holders = await lookup(session, [Target(i, "id", "role holder") for i in sorted(found.ids)])
+        found.upns = {str(u.get("userPrincipalName", "")).lower() for u in holders.values()} - {""}
+    return found
+
+
 async def privileged_ids(session: GraphSession) -> set[str]:
-    """Object ids of every directory role holder."""
-    holders: set[str] = set()
-    async for page in session.pages("/roleManagement/directory/roleAssignments?$top=999"):
-        holders.update(str(a.get("principalId", "")).lower() for a in page)
-    return holders
+    """Object ids of every directory role holder (active assignments, users only)."""
+    return (await find_privileged(session, Capabilities(frozenset()), need_upns=False)).ids
 
 
 @dataclass
@@ -176,10 +275,9 @@ class Plan:
     filter: str | None = None
     include_external: bool = False
     exclusions: Exclusions = field(default_factory=Exclusions)
-    privileged: set[str] = field(default_factory=set)
-    privileged_upns: set[str] = field(default_factory=set)
+    privileged: Privileged = field(default_factory=Privileged)
     operator_id: str | None = None
-    skip: set[int] = field(default_factory=set)  # key hashes already done (resume)
+    done: frozenset[int] = frozenset()  # key hashes already settled by an earlier run (resume)
 
 
 def _local_targets(plan: Plan) -> Iterator[Target]:
@@ -230,52 +328,72 @@ def _decide(plan: Plan, user: dict[str, Any], target: str) -> Item:
         id=uid,
         upn=upn,
         target=target,
-        privileged=bool(uid and uid in plan.privileged),
+        privileged=bool((uid and uid in plan.privileged.ids) or (upn and upn in plan.privileged.upns)),
         last=bool(uid and uid == plan.operator_id),
     )
 
 
 def _done(plan: Plan, *keys: str | None) -> bool:
-    return any(k and key_hash(k.lower()) in plan.skip for k in keys)
+    return any(k and key_hash(k.lower()) in plan.done for k in keys)
+
+
+class _Once:
+    """Each user once per run, by resolved object id: the same user named by UPN and by id is one user."""
+
+    def __init__(self) -> None:
+        self._seen: set[int] = set()
+
+    def first(self, item: Item) -> bool:
+        key = item.id or item.upn or item.target
+        digest = key_hash(key.lower())
+        if digest in self._seen:
+            return False
+        self._seen.add(digest)
+        return True
 
 
 async def stream(plan: Plan, session: GraphSession | None, caps: Capabilities) -> AsyncIterator[Item]:
     """Yield each target once, resolved: excluded, external, not found, or to send.
 
-    Privileged local targets (directory role holders) come first; the signed-in operator last.
+    Privileged users among the targets (directory role holders) come first; the signed-in
+    operator last (the engine holds them back).
     """
+    once = _Once()
     if plan.group or plan.all_users:
         assert session is not None
-        async for item in _remote(plan, session, caps):
+        source = _remote(plan, session, caps)
+    elif caps.read_users and session is not None:
+        source = _local_resolved(plan, session)
+    else:
+        source = _local_as_given(plan)
+    async for item in source:
+        if once.first(item):
             yield item
-        return
-    if caps.read_users and session is not None:
-        if plan.privileged:
-            # Privileged first: find them among the targets before streaming the rest.
-            first: list[Target] = []
-            for target in _local_targets(plan):
-                if (target.kind == "id" and target.key in plan.privileged) or (
-                    target.kind == "upn" and target.key in plan.privileged_upns
-                ):
-                    first.append(target)
-            rest_skip = {key_hash(t.key) for t in first}
-        else:
-            first, rest_skip = [], set()
-        for chunk in _chunks(first, LOOKUP_CHUNK):
-            for item in await _resolved(plan, session, chunk):
-                yield item
-        rest = _chunks((t for t in _local_targets(plan) if key_hash(t.key) not in rest_skip), LOOKUP_CHUNK)
-        async for items in _pipelined(rest, lambda chunk: _resolved(plan, session, chunk)):
-            for item in items:
-                yield item
-        return
-    # Without User.Read.All: revoke as given (by id or UPN); externals only by their #EXT# UPN.
-    for target in _local_targets(plan):
+
+
+async def _local_as_given(plan: Plan) -> AsyncIterator[Item]:
+    """Without User.Read.All: revoke as given (by id or UPN); externals only by their #EXT# UPN."""
+    first = [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
+    rest = (t for t in _local_targets(plan) if t.key not in plan.privileged)
+    for target in itertools.chain(first, rest):
         if _done(plan, target.key):
             continue
         uid = target.key if target.kind == "id" else None
         upn = target.key if target.kind == "upn" else None
         yield _decide(plan, {"id": uid or "", "userPrincipalName": upn}, target.key)
+
+
+async def _local_resolved(plan: Plan, session: GraphSession) -> AsyncIterator[Item]:
+    """Local targets looked up in chunks (pipelined), privileged ones first."""
+    first = [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
+    first_keys = {key_hash(t.key) for t in first}
+    for chunk in _chunks(first, LOOKUP_CHUNK):
+        for item in await _resolved(plan, session, chunk):
+            yield item
+    rest = _chunks((t for t in _local_targets(plan) if key_hash(t.key) not in first_keys), LOOKUP_CHUNK)
+    async for items in _pipelined(rest, lambda chunk: _resolved(plan, session, chunk)):
+        for item in items:
+            yield item
 
 
 LOOKUP_WINDOW = 8  # lookups in flight, so resolution keeps ahead of the write budget
@@ -302,7 +420,10 @@ async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> l
     todo = [t for t in chunk if not _done(plan, t.key)]
     if not todo:
         return []
-    found = await lookup(session, todo)
+    try:
+        found = await lookup(session, todo)
+    except GraphRequestError as err:
+        raise _lookup_failed("looking the targets up", err) from err
     items: list[Item] = []
     for target in todo:
         user = found.get(target.key)
@@ -322,27 +443,86 @@ async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> l
     return items
 
 
-async def _privileged_members(session: GraphSession, group: str, holders: list[str]) -> list[str]:
-    """Which directory role holders are transitive members of ``group`` (checkMemberGroups, batched)."""
+CHECK_ATTEMPTS = 6
+
+
+async def _privileged_members(session: GraphSession, group: str, holders: list[str]) -> tuple[list[str], int]:
+    """Which role holders are transitive members of ``group`` (checkMemberGroups in batches of 20).
+
+    Items answered 429 or 5xx are asked again (after their Retry-After); returns the members and
+    how many holders could still not be checked.
+    """
     from revoke_ops.graph import BatchItem
 
     members: list[str] = []
+    unknown = 0
     for start in range(0, len(holders), 20):
-        chunk = holders[start : start + 20]
-        items = [
-            BatchItem(str(n + 1), "POST", f"/directoryObjects/{h}/checkMemberGroups", {"groupIds": [group]})
-            for n, h in enumerate(chunk)
-        ]
-        response = await session.batch(items)
-        answers = response.body.get("responses", []) if isinstance(response.body, dict) else []
-        for answer in answers:
-            body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
-            if answer.get("status") == 200 and group.lower() in [str(g).lower() for g in body.get("value", [])]:
-                members.append(chunk[int(answer["id"]) - 1])
-    return members
+        todo = holders[start : start + 20]
+        for attempt in range(CHECK_ATTEMPTS):
+            items = [
+                BatchItem(str(n + 1), "POST", f"/directoryObjects/{h}/checkMemberGroups", {"groupIds": [group]})
+                for n, h in enumerate(todo)
+            ]
+            try:
+                response = await session.batch(items)
+            except (TransportError, UnreadableResponseError):
+                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
+                continue
+            answers = response.body.get("responses", []) if isinstance(response.body, dict) else []
+            again: list[str] = []
+            wait = 0.0
+            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+            for n, holder in enumerate(todo):
+                answer = by_id.get(str(n + 1), {})
+                status = int(answer.get("status") or 0)
+                raw_body = answer.get("body")
+                body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+                if status == 200 and isinstance(body.get("value"), list):
+                    if group.lower() in [str(g).lower() for g in body["value"]]:
+                        members.append(holder)
+                elif status == 404:
+                    continue  # a role holder that is not a user any more
+                else:
+                    again.append(holder)
+                    headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
+                    with contextlib.suppress(ValueError):
+                        wait = max(wait, float(headers.get("retry-after", "0")))
+            todo = again
+            if not todo:
+                break
+            await asyncio.sleep(min(60.0, max(wait, 0.2 * 2**attempt)))
+        unknown += len(todo)
+    return members, unknown
+
+
+async def _privileged_in_scope(plan: Plan, session: GraphSession, caps: Capabilities) -> AsyncIterator[Item]:
+    """The privileged users a group or whole-tenant run covers, resolved."""
+    ids = sorted(plan.privileged.ids)
+    if plan.group:
+        members, unknown = await _privileged_members(session, plan.group, ids)
+        if unknown:
+            log.warning(
+                "%d privileged user(s) could not be checked for membership of the group (Graph kept failing); "
+                "those who are members are revoked in listing order, not first",
+                unknown,
+            )
+        ids = members
+    for start in range(0, len(ids), LOOKUP_CHUNK):
+        chunk = [Target(i, "id", "directory role holder") for i in ids[start : start + LOOKUP_CHUNK]]
+        if caps.read_users:
+            try:
+                found = await lookup(session, chunk, plan.filter if plan.all_users else None)
+            except GraphRequestError as err:
+                raise _lookup_failed("looking privileged users up", err) from err
+        else:
+            found = {t.key: {"id": t.key} for t in chunk}
+        for user in found.values():
+            if not _done(plan, str(user["id"])):
+                yield _decide(plan, user, str(user["id"]).lower())
 
 
 async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> AsyncIterator[Item]:
+    headers: dict[str, str] | None = None
     if plan.group:
         caps.require("revoking a group's members (--group)", caps.read_members, "GroupMember.Read.All")
         if not caps.read_users:
@@ -354,40 +534,19 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
         # (ConsistencyLevel: eventual, $count=true) and then eventually consistent, so members added
         # a moment ago could be missed. The plain listing is not; users are kept by @odata.type.
         url = f"/groups/{quote(plan.group, safe='')}/transitiveMembers?$select={USER_FIELDS}&$top=999"
-        headers: dict[str, str] | None = None
     else:
         caps.require("revoking every user (--all-users)", caps.read_users, "User.Read.All")
         url = f"/users?$select={USER_FIELDS}&$top=999"
-        headers = None
         if plan.filter:
             url += f"&$filter={quote(plan.filter, safe='')}"
             if needs_advanced_query(plan.filter):
                 url += "&$count=true"
                 headers = ADVANCED_HEADERS
-    if plan.privileged and plan.group:
-        # Privileged members first: ask Graph which role holders are (transitive) members.
-        try:
-            members = await _privileged_members(session, plan.group, sorted(plan.privileged))
-        except (TransportError, UnreadableResponseError) as err:
-            log.warning("could not check which privileged users are in the group (%s): they go in listing order", err)
-            members = []
-        for start in range(0, len(members), LOOKUP_CHUNK):
-            chunk = [Target(i, "id", "privileged group member") for i in members[start : start + LOOKUP_CHUNK]]
-            found = await lookup(session, chunk) if caps.read_users else {i.key: {"id": i.key} for i in chunk}
-            for user in found.values():
-                if not _done(plan, str(user["id"])):
-                    yield _decide(plan, user, str(user["id"]).lower())
-        plan.skip |= {key_hash(i) for i in members}
-    if plan.privileged and plan.all_users:
-        # Role holders that the run covers (all of them, or those matching --filter) go first.
-        ids = sorted(plan.privileged)
-        for start in range(0, len(ids), LOOKUP_CHUNK):
-            chunk = [Target(i, "id", "directory role holder") for i in ids[start : start + LOOKUP_CHUNK]]
-            found = await lookup(session, chunk, plan.filter)
-            for user in found.values():
-                if not _done(plan, str(user["id"])):
-                    yield _decide(plan, user, str(user["id"]).lower())
-                plan.skip.add(key_hash(str(user["id"]).lower()))
+    # Privileged users first; the listing then meets them again and the run's de-duplication
+    # (by object id) drops the second sighting.
+    if plan.privileged.ids:
+        async for item in _privileged_in_scope(plan, session, caps):
+            yield item
     try:
         async for page in session.pages(url, headers=headers):
             for user in page:
@@ -398,8 +557,10 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
                     continue
                 yield _decide(plan, user, uid)
     except GraphRequestError as err:
-        if err.response.status == 404:
-            raise InputError(f"--group {plan.group}: no such group in the tenant") from err
-        if err.response.status == 400:
+        if err.response.status == 404 and plan.group:
+            raise InputError(
+                f"--group {plan.group}: no such group in the tenant (--group takes the group's object id)"
+            ) from err
+        if err.response.status == 400 and plan.filter:
             raise InputError(f"--filter {plan.filter!r}: Graph refused it: {err.response.error_message}") from err
-        raise
+        raise _lookup_failed("listing the targets", err) from err

@@ -1,0 +1,204 @@
+"""The rails an operator relies on mid-incident: exclusions, resume, de-duplication, counts, empty input.
+
+End to end through the real `revoke-ops` command against the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.revoke_ops.conftest import DOMAIN, Ops, write_bundle
+
+REVOKE_ONLY = ("User.RevokeSessions.All",)
+MEMBERS_ONLY = ("User.RevokeSessions.All", "GroupMember.Read.All")
+
+
+def _ops_with(ops: Ops, tmp_path: Path, name: str, roles: tuple[str, ...]) -> Ops:
+    creds = ops.run.app(name, app_roles=roles)
+    return Ops(ops.run, creds, write_bundle(ops.run, creds, tmp_path / f"{name}.json", app_roles=roles))
+
+
+def _members(ops: Ops, n: int, start: int) -> list:
+    return [u for u in ops.run.sandbox.tenant.users[start : start + 40] if u.user_type == "Member"][:n]
+
+
+def test_a_decoy_exclusion_of_the_other_form_does_not_open_the_guard(ops: Ops, tmp_path: Path):
+    # Issue 10 #2: without User.Read.All, `--user <victim id> --user <other upn> --exclude victim@…
+    # --exclude <other id>` used to pass the set-of-kinds guard and revoke the victim.
+    limited = _ops_with(ops, tmp_path, "revoke-only-decoy", REVOKE_ONLY)
+    victim, other = _members(ops, 2, 100)
+    before = len(ops.run.revocations())
+    result = limited.cli(
+        "revoke",
+        "--user",
+        victim.id,
+        "--user",
+        other.user_principal_name,
+        "--exclude",
+        victim.user_principal_name,
+        "--exclude",
+        other.id,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "cannot be matched without the Microsoft Graph permission User.Read.All" in result.stderr
+    assert ops.revoked_ids(before) == []
+    # the same form on both sides is matched exactly, case-insensitively
+    result = limited.cli("revoke", "--user", victim.id.upper(), "--user", other.id, "--exclude", victim.id)
+    assert result.returncode == 0, result.stderr
+    assert ops.revoked_ids(before) == [other.id]
+
+
+def test_a_upn_exclusion_refuses_a_group_run_whose_members_arrive_without_upns(ops: Ops, tmp_path: Path):
+    limited = _ops_with(ops, tmp_path, "members-only", MEMBERS_ONLY)
+    group = ops.run.sandbox.tenant.group_named("compromised-sales")
+    before = len(ops.run.revocations())
+    result = limited.cli("revoke", "--group", group.id, "--exclude", f"breakglass1@{DOMAIN}", "--yes")
+    assert result.returncode == 2
+    assert "User.Read.All" in result.stderr
+    assert ops.revoked_ids(before) == []
+    # by object id it is matched, and the break-glass member is never revoked
+    result = limited.cli("revoke", "--group", group.id, "--exclude", ops.user("breakglass1").id, "--yes")
+    assert result.returncode == 0, result.stderr
+    revoked = set(ops.revoked_ids(before))
+    assert ops.user("breakglass1").id not in revoked and revoked
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    target_forms=st.lists(st.sampled_from(["id", "ID", "upn", "UPN"]), min_size=1, max_size=3),
+    exclusion_forms=st.lists(st.sampled_from(["id", "ID", "upn", "UPN"]), min_size=1, max_size=3),
+    excluded_is_target=st.booleans(),
+)
+def test_without_user_read_no_form_of_exclusion_is_ever_revoked(
+    ops: Ops, tmp_path: Path, target_forms: list[str], exclusion_forms: list[str], excluded_is_target: bool
+):
+    limited = _ops_with(ops, tmp_path, "revoke-only-prop", REVOKE_ONLY)
+    people = _members(ops, 3, 120)
+    protected = people[0]
+
+    def named(user, form: str) -> str:
+        value = user.id if form.lower() == "id" else user.user_principal_name
+        return value.upper() if form.isupper() else value
+
+    targets = [
+        named(protected if excluded_is_target and i == 0 else people[1 + i % 2], f) for i, f in enumerate(target_forms)
+    ]
+    exclusions = [named(protected, f) for f in exclusion_forms]
+    before = len(ops.run.revocations())
+    args = [a for t in targets for a in ("--user", t)] + [a for e in exclusions for a in ("--exclude", e)]
+    result = limited.cli("revoke", *args, "--yes")
+    assert result.returncode in (0, 1, 2), result.stderr
+    assert protected.id not in ops.revoked_ids(before), (targets, exclusions, result.stderr)
+    if result.returncode == 2:
+        assert ops.revoked_ids(before) == [], "a refused run changes nothing"
+
+
+def test_one_user_named_by_upn_and_by_id_is_revoked_and_counted_once(ops: Ops):
+    people = _members(ops, 3, 140)
+    before = len(ops.run.revocations())
+    args = [a for u in people for a in ("--user", u.id)]
+    args += ["--user", people[0].user_principal_name.upper(), "--user", people[1].user_principal_name]
+    result = ops.cli("revoke", *args, "--output", "json")
+    assert result.returncode == 0, result.stderr
+    assert sorted(ops.revoked_ids(before)) == sorted(u.id for u in people)
+    assert json.loads(result.stdout)["summary"]["outcomes"]["revoked"] == 3
+
+
+def test_resume_refuses_other_targets_and_keeps_added_exclusions(ops: Ops, tmp_path: Path):
+    people = _members(ops, 8, 160)
+    targets = tmp_path / "t.txt"
+    targets.write_text("".join(f"{u.user_principal_name}\n" for u in people))
+    journal = tmp_path / "j.jsonl"
+    # a run that stopped after the header: nothing revoked yet
+    first = ops.cli("revoke", "--from-file", str(targets), "--journal", str(journal), "--dry-run")
+    assert first.returncode == 0
+    journal_lines = [
+        {
+            "type": "header",
+            "tenant": ops.run.info["tenantId"],
+            "spec": {
+                "users": [],
+                "files": [str(targets.resolve())],
+                "group": None,
+                "allUsers": False,
+                "filter": None,
+                "exclude": [],
+                "excludeFiles": [],
+                "includeExternal": False,
+            },
+        }
+    ]
+    from revoke_ops.run import RevokeRequest, _digest
+
+    journal_lines[0]["inputDigest"] = _digest(RevokeRequest(files=[str(targets.resolve())]))
+    journal.write_text("".join(json.dumps(r) + "\n" for r in journal_lines))
+    journal.chmod(0o600)
+    group = ops.run.sandbox.tenant.group_named("compromised-sales")
+    other = ops.cli("revoke", "--resume", str(journal), "--group", group.id, "--yes")
+    assert other.returncode == 2
+    assert "--group" in other.stderr and "differ" in other.stderr
+    before = len(ops.run.revocations())
+    # an exclusion given with --resume applies (dry run lists it as excluded) ...
+    dry = ops.cli("revoke", "--resume", str(journal), "--exclude", people[0].user_principal_name, "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert people[0].id not in dry.stdout and people[1].id in dry.stdout
+    # ... and the real resume records it; a second resume without it still honours it
+    real = ops.cli("revoke", "--resume", str(journal), "--exclude", people[0].user_principal_name, "--yes")
+    assert real.returncode == 0, real.stderr
+    headers = [json.loads(line) for line in journal.read_text().splitlines() if '"header"' in line]
+    assert headers[-1]["addedExclusions"] == [people[0].user_principal_name]
+    from revoke_ops.journal import read_journal
+    from revoke_ops.run import resumed_request
+
+    again, added = resumed_request(RevokeRequest(resume=journal), read_journal(journal))
+    assert people[0].user_principal_name in again.exclude and added == []
+    assert people[0].id not in ops.revoked_ids(before)
+    assert set(ops.revoked_ids(before)) == {u.id for u in people[1:]}
+
+
+def test_confirmation_counts_what_is_known_and_says_what_is_estimated(ops: Ops):
+    from revoke_ops.run import Confirmation
+
+    question = Confirmation(
+        tenant_id="t",
+        targets=50000,
+        targets_basis="listed",
+        eta_seconds=2350.0,
+        excluded=1,
+        privileged_first=2,
+        privileged_in_tenant=10,
+        dry_run=False,
+        operator=None,
+        resumed=False,
+    ).question()
+    assert "50000 listed target(s)" in question and "1 excluded" in question and "2 privileged first" in question
+    estimate = Confirmation("t", 900, "estimate", None, 0, None, 10, False, None, False).question()
+    assert "about 900 user(s) (Graph's count" in estimate and "tenant's 10 role holders" in estimate
+    # one --exclude is one excluded user (it used to say 2: its id and its UPN)
+    people = _members(ops, 7, 330)
+    args = [a for u in people[1:] for a in ("--user", u.id)]
+    result = ops.cli("revoke", *args, "--exclude", people[1].user_principal_name, "--dry-run", "--output", "json")
+    assert result.returncode == 0, result.stderr
+
+
+def test_empty_input_is_a_usage_error_not_a_success(ops: Ops, tmp_path: Path):
+    for text in ("", "# only a comment\n"):
+        empty = tmp_path / "empty.csv"
+        empty.write_text(text)
+        result = ops.cli("revoke", "--from-file", str(empty), "--yes")
+        assert result.returncode == 2, (text, result.stderr)
+        assert "no targets" in result.stderr
+    result = ops.cli("revoke", "--from-file", "-", "--yes", stdin="")
+    assert result.returncode == 2 and "no targets" in result.stderr
+
+
+def test_a_filter_graph_refuses_is_a_usage_error_naming_it(ops: Ops, tmp_path: Path):
+    journal = tmp_path / "f.jsonl"
+    result = ops.cli("revoke", "--all-users", "--filter", "nosuchproperty eq 'x'", "--yes", "--journal", str(journal))
+    assert result.returncode == 2, result.stderr
+    assert "--filter \"nosuchproperty eq 'x'\"" in result.stderr
+    assert not journal.exists(), "refused before any journal is written"
