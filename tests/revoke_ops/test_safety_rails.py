@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +23,7 @@ def _ops_with(ops: Ops, tmp_path: Path, name: str, roles: tuple[str, ...]) -> Op
     return Ops(ops.run, creds, write_bundle(ops.run, creds, tmp_path / f"{name}.json", app_roles=roles))
 
 
-def _members(ops: Ops, n: int, start: int) -> list:
+def _members(ops: Ops, n: int, start: int) -> list[Any]:
     return [u for u in ops.run.sandbox.tenant.users[start : start + 40] if u.user_type == "Member"][:n]
 
 
