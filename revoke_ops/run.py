@@ -98,10 +98,13 @@ class RunResult:
     operator: str | None
     would_revoke: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: why the run cannot be called complete although every user it saw was handled (a listing that
+    #: ended far below Graph's count), else None
+    incomplete: str | None = None
 
     @property
     def exit_code(self) -> int:
-        return outcome_exit_code(self.summary)
+        return 1 if self.incomplete else outcome_exit_code(self.summary)
 
 
 def outcome_exit_code(summary: Summary) -> int:
@@ -390,12 +393,32 @@ async def execute(
         if journal is not None:
             journal.write({"type": "end", "summary": engine.summary.to_json()})
             journal.close()
+    warnings = list(prepared.confirmation.warnings)
+    incomplete = _short_listing(prepared, summary)
+    if incomplete:
+        warnings.append(incomplete)
+        log.warning("%s", incomplete)
     return RunResult(
-        summary,
-        journal.path if journal else None,
-        prepared.confirmation.operator,
-        would,
-        list(prepared.confirmation.warnings),
+        summary, journal.path if journal else None, prepared.confirmation.operator, would, warnings, incomplete
+    )
+
+
+#: A group or whole-tenant listing that ends below this share of Graph's $count is reported as
+#: incomplete ($count is eventually consistent, so a few percent either way is normal).
+SHORT_LISTING = 0.9
+
+
+def _short_listing(prepared: Prepared, summary: Summary) -> str | None:
+    """A remote listing that ended far below Graph's count: reported, never called success."""
+    expected = prepared.confirmation.targets
+    if prepared.confirmation.targets_basis != "estimate" or expected is None or prepared.resumed:
+        return None
+    seen = summary.total
+    if seen >= expected * SHORT_LISTING:
+        return None
+    return (
+        f"the listing ended after {seen} user(s) where Microsoft Graph counted about {expected}: it may have "
+        "been cut short. Run `revoke-ops revoke --resume JOURNAL` (or the same command again) and compare"
     )
 
 

@@ -203,3 +203,22 @@ def test_a_filter_graph_refuses_is_a_usage_error_naming_it(ops: Ops, tmp_path: P
     assert result.returncode == 2, result.stderr
     assert "--filter \"nosuchproperty eq 'x'\"" in result.stderr
     assert not journal.exists(), "refused before any journal is written"
+
+
+def test_a_listing_far_below_graphs_count_is_reported_not_success():
+    from types import SimpleNamespace
+
+    from revoke_ops.engine import Summary
+    from revoke_ops.run import Confirmation, RunResult, _short_listing
+
+    confirmation = Confirmation("t", 980, "estimate", None, 0, None, 0, False, None, False)
+    summary = Summary()
+    summary.counts["revoked"] = 10
+    prepared: Any = SimpleNamespace(confirmation=confirmation, resumed=False)
+    reason = _short_listing(prepared, summary)
+    assert reason and "ended after 10 user(s) where Microsoft Graph counted about 980" in reason
+    assert RunResult(summary, None, None, incomplete=reason).exit_code == 1
+    summary.counts["revoked"] = 960  # within $count's eventual consistency
+    assert _short_listing(prepared, summary) is None
+    listed = Confirmation("t", 980, "listed", None, 0, None, 0, False, None, False)
+    assert _short_listing(SimpleNamespace(confirmation=listed, resumed=False), Summary()) is None  # type: ignore[arg-type]
