@@ -1,13 +1,12 @@
-"""Phase 2 and the stream: exclusions to object ids, privileged users, and each target resolved.
+"""The stream of targets, each resolved once: excluded, external, not found, or to send.
 
-Resolution needs read permissions; when one is missing, the feature that needs it says which
-permission to add to the stack's ``readPermissions``.
+Local targets (``--user``, files) are looked up in pipelined chunks; a group's members or the whole
+tenant are listed page by page. Privileged users come first; the signed-in operator last.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections import deque
@@ -16,18 +15,23 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from revoke_ops.engine import Final, Item, Send
-from revoke_ops.errors import AuthError, InputError, MissingPermissionError, RevokeOpsError, ServiceError
-from revoke_ops.graph import (
-    ADVANCED_HEADERS,
-    USER_FIELDS,
-    GraphRequestError,
-    GraphSession,
-    TransportError,
-    UnreadableResponseError,
-    needs_advanced_query,
-    odata_literal,
+from revoke_ops.directory import (
+    LOOKUP_CHUNK,
+    USER_TYPE,
+    Capabilities,
+    Exclusions,
+    Privileged,
+    find_privileged,
+    is_external,
+    lookup,
+    lookup_failed,
+    privileged_ids,
+    privileged_members,
+    resolve_exclusions,
 )
+from revoke_ops.engine import Final, Item, Send
+from revoke_ops.errors import InputError
+from revoke_ops.graph import ADVANCED_HEADERS, USER_FIELDS, GraphRequestError, GraphSession, needs_advanced_query
 from revoke_ops.targets import Target, TargetFile, key_hash, parse_target
 
 __all__ = [
@@ -37,231 +41,12 @@ __all__ = [
     "Privileged",
     "find_privileged",
     "is_external",
+    "privileged_ids",
     "resolve_exclusions",
     "stream",
 ]
 
 log = logging.getLogger(__name__)
-
-READ_USERS = {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-READ_MEMBERS = {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"}
-READ_ROLES = {"RoleManagement.Read.Directory", "Directory.Read.All", "RoleManagement.ReadWrite.Directory"}
-REVOKE = {"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
-LOOKUP_CHUNK = 15  # Graph's limit of values in one `in` filter
-USER_TYPE = "#microsoft.graph.user"
-
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What the token lets us do, from its roles (app-only) or scp (delegated)."""
-
-    permissions: frozenset[str]
-
-    @classmethod
-    def from_claims(cls, claims: dict[str, Any]) -> Capabilities:
-        perms = set(claims.get("roles") or []) | set(str(claims.get("scp", "")).split())
-        return cls(frozenset(p for p in perms if p))
-
-    @property
-    def revoke(self) -> bool:
-        return bool(self.permissions & REVOKE)
-
-    @property
-    def read_users(self) -> bool:
-        return bool(self.permissions & READ_USERS)
-
-    @property
-    def read_members(self) -> bool:
-        return bool(self.permissions & READ_MEMBERS)
-
-    @property
-    def read_roles(self) -> bool:
-        return bool(self.permissions & READ_ROLES)
-
-    def require(self, feature: str, ok: bool, permission: str) -> None:
-        if not ok:
-            raise MissingPermissionError(feature, permission, sorted(self.permissions))
-
-
-def is_external(user: dict[str, Any]) -> bool:
-    """Guests and B2B members: not revocable here (their sessions live in their home tenant)."""
-    upn = str(user.get("userPrincipalName") or "").lower()
-    return user.get("userType") == "Guest" or "#ext#" in upn or bool(user.get("externalUserState"))
-
-
-@dataclass
-class Exclusions:
-    """Break-glass accounts: never revoked, whatever else is asked."""
-
-    ids: set[str] = field(default_factory=set)
-    upns: set[str] = field(default_factory=set)
-
-    def excludes(self, id: str | None, upn: str | None) -> bool:
-        return (id is not None and id.lower() in self.ids) or (upn is not None and upn.lower() in self.upns)
-
-    users: int = 0  # distinct users excluded (an exclusion resolves to an id and a UPN: one user)
-
-    def __len__(self) -> int:
-        return self.users
-
-
-async def lookup(
-    session: GraphSession, targets: list[Target], extra_filter: str | None = None
-) -> dict[str, dict[str, Any]]:
-    """Look users up by id or UPN in chunks of 15; return key -> user (absent keys were not found).
-
-    :param extra_filter: only users that also match this ``$filter``.
-    """
-    found: dict[str, dict[str, Any]] = {}
-    for kind, field_name in (("id", "id"), ("upn", "userPrincipalName")):
-        keys = [t.key for t in targets if t.kind == kind]
-        for start in range(0, len(keys), LOOKUP_CHUNK):
-            chunk = keys[start : start + LOOKUP_CHUNK]
-            values = ",".join(odata_literal(k) for k in chunk)
-            condition = f"{field_name} in ({values})"
-            headers = None
-            if extra_filter:
-                condition = f"({extra_filter}) and ({condition})"
-            url = f"/users?$filter={quote(condition, safe='')}&$select={USER_FIELDS}&$top=999"
-            if extra_filter and needs_advanced_query(extra_filter):
-                url += "&$count=true"
-                headers = ADVANCED_HEADERS
-            async for page in session.pages(url, headers=headers):
-                for user in page:
-                    key = str(user.get("id" if kind == "id" else "userPrincipalName", "")).lower()
-                    found[key] = user
-    return found
-
-
-def _lookup_failed(what: str, err: GraphRequestError) -> RevokeOpsError:
-    """A read that failed: a permission problem (exit 3) or a service failure (nothing changed)."""
-    status = err.response.status
-    if status in (401, 403):
-        return AuthError(f"{what} failed: {err}", err.response.error_code)
-    return ServiceError(f"{what} failed: {err}; nothing was changed, try again", err.response.error_code)
-
-
-async def resolve_exclusions(
-    session: GraphSession | None, caps: Capabilities, values: list[str], target_kinds: set[str]
-) -> Exclusions:
-    """Phase 2: every exclusion becomes an object id (and UPN); one that cannot be resolved refuses the run.
-
-    Without User.Read.All exclusions cannot be resolved, and an exclusion can then only be matched
-    against a target named in the same form: the run is refused unless every exclusion is of the
-    one kind every target has (checked per target kind, so a decoy exclusion of the other kind does
-    not open the guard). ``target_kinds`` is the set of forms the targets arrive in (group members
-    arrive as object ids).
-
-    :raises InputError: an exclusion that does not exist, or that cannot be matched without User.Read.All.
-    """
-    excl = Exclusions()
-    targets = [parse_target(v, "--exclude") if not isinstance(v, Target) else v for v in values]
-    if not targets:
-        return excl
-    if not caps.read_users or session is None:
-        kinds = {t.kind for t in targets}
-        if len(kinds | target_kinds) > 1:
-            names = {"id": "object ids", "upn": "userPrincipalNames"}
-            raise InputError(
-                "exclusions cannot be matched without the Microsoft Graph permission User.Read.All against targets "
-                f"given in another form (targets: {' and '.join(names[k] for k in sorted(target_kinds))}; "
-                f"exclusions: {' and '.join(names[k] for k in sorted(kinds))}). Nothing was changed. Add User.Read.All "
-                "to the stack's readPermissions and run `pulumi up`, or give every target and every exclusion in the "
-                "same one form"
-            )
-        for t in targets:
-            (excl.ids if t.kind == "id" else excl.upns).add(t.key)
-        excl.users = len(excl.ids | excl.upns)
-        log.warning("exclusions could not be checked against the directory (no User.Read.All); matched as given")
-        return excl
-    try:
-        found = await lookup(session, targets)
-    except GraphRequestError as err:
-        raise _lookup_failed("resolving the exclusions", err) from err
-    missing = [t for t in targets if t.key not in found]
-    if missing:
-        shown = ", ".join(f"{t.key} ({t.source})" for t in missing[:10])
-        raise InputError(f"{len(missing)} exclusion(s) do not exist in the tenant, so the run is refused: {shown}")
-    for user in found.values():
-        excl.ids.add(str(user["id"]).lower())
-        excl.upns.add(str(user.get("userPrincipalName", "")).lower())
-    excl.users = len(excl.ids)
-    return excl
-
-
-@dataclass
-class Privileged:
-    """Users who hold or may activate a directory role: they are revoked first."""
-
-    ids: set[str] = field(default_factory=set)
-    upns: set[str] = field(default_factory=set)
-    notes: list[str] = field(default_factory=list)  # what could not be checked, for the operator
-
-    def __contains__(self, key: str) -> bool:
-        return key in self.ids or key in self.upns
-
-
-ROLE_PRINCIPALS = (
-    # Active assignments; principal expanded so that role-assignable groups are recognised.
-    ("active", "/roleManagement/directory/roleAssignments?$expand=principal"),
-    # PIM-eligible assignments (Entra ID P2): someone eligible can activate the role at any time.
-    ("eligible", "/roleManagement/directory/roleEligibilityScheduleInstances?$expand=principal"),
-)
-
-
-async def find_privileged(session: GraphSession, caps: Capabilities, *, need_upns: bool) -> Privileged:
-    """Every user holding a directory role, directly, through a role-assignable group, or PIM-eligible.
-
-    What cannot be checked (eligibility without Entra ID P2 or the permission, groups without
-    GroupMember.Read.All) is said in ``notes``, never silently left out.
-    """
-    found = Privileged()
-    groups: set[str] = set()
-    for kind, url in ROLE_PRINCIPALS:
-        try:
-            async for page in session.pages(url):
-                for row in page:
-                    raw = row.get("principal")
-                    principal: dict[str, Any] = raw if isinstance(raw, dict) else {}
-                    pid = str(row.get("principalId") or principal.get("id") or "").lower()
-                    if not pid:
-                        continue
-                    odata_type = str(principal.get("@odata.type", "#microsoft.graph.user"))
-                    if odata_type == "#microsoft.graph.group":
-                        groups.add(pid)
-                    elif odata_type == "#microsoft.graph.user":
-                        found.ids.add(pid)
-        except GraphRequestError as err:
-            if kind == "active":
-                raise _lookup_failed("listing directory role assignments", err) from err
-            found.notes.append(
-                "PIM-eligible role assignments were not checked (Graph answered "
-                f"{err.response.status} {err.response.error_code or ''}: needs Entra ID P2 and "
-                "RoleManagement.Read.Directory); eligible users go in listing order"
-            )
-    if groups and not caps.read_members:
-        found.notes.append(
-            f"{len(groups)} role-assignable group(s) hold directory roles; their members cannot be listed without "
-            "GroupMember.Read.All and go in listing order"
-        )
-    elif groups:
-        for gid in sorted(groups):
-            try:
-                async for page in session.pages(f"/groups/{quote(gid, safe='')}/transitiveMembers?$select=id&$top=999"):
-                    found.ids.update(
-                        str(m.get("id", "")).lower() for m in page if m.get("@odata.type", USER_TYPE) == USER_TYPE
-                    )
-            except GraphRequestError as err:
-                found.notes.append(f"the members of role-assignable group {gid} could not be listed ({err})")
-    if need_upns and caps.read_users and found.ids:
-        holders = await lookup(session, [Target(i, "id", "role holder") for i in sorted(found.ids)])
-        found.upns = {str(u.get("userPrincipalName", "")).lower() for u in holders.values()} - {""}
-    return found
-
-
-async def privileged_ids(session: GraphSession) -> set[str]:
-    """Object ids of every directory role holder (active assignments, users only)."""
-    return (await find_privileged(session, Capabilities(frozenset()), need_upns=False)).ids
 
 
 @dataclass
@@ -423,7 +208,7 @@ async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> l
     try:
         found = await lookup(session, todo)
     except GraphRequestError as err:
-        raise _lookup_failed("looking the targets up", err) from err
+        raise lookup_failed("looking the targets up", err) from err
     items: list[Item] = []
     for target in todo:
         user = found.get(target.key)
@@ -443,63 +228,11 @@ async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> l
     return items
 
 
-CHECK_ATTEMPTS = 6
-
-
-async def _privileged_members(session: GraphSession, group: str, holders: list[str]) -> tuple[list[str], int]:
-    """Which role holders are transitive members of ``group`` (checkMemberGroups in batches of 20).
-
-    Items answered 429 or 5xx are asked again (after their Retry-After); returns the members and
-    how many holders could still not be checked.
-    """
-    from revoke_ops.graph import BatchItem
-
-    members: list[str] = []
-    unknown = 0
-    for start in range(0, len(holders), 20):
-        todo = holders[start : start + 20]
-        for attempt in range(CHECK_ATTEMPTS):
-            items = [
-                BatchItem(str(n + 1), "POST", f"/directoryObjects/{h}/checkMemberGroups", {"groupIds": [group]})
-                for n, h in enumerate(todo)
-            ]
-            try:
-                response = await session.batch(items)
-            except (TransportError, UnreadableResponseError):
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-                continue
-            answers = response.body.get("responses", []) if isinstance(response.body, dict) else []
-            again: list[str] = []
-            wait = 0.0
-            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
-            for n, holder in enumerate(todo):
-                answer = by_id.get(str(n + 1), {})
-                status = int(answer.get("status") or 0)
-                raw_body = answer.get("body")
-                body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
-                if status == 200 and isinstance(body.get("value"), list):
-                    if group.lower() in [str(g).lower() for g in body["value"]]:
-                        members.append(holder)
-                elif status == 404:
-                    continue  # a role holder that is not a user any more
-                else:
-                    again.append(holder)
-                    headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
-                    with contextlib.suppress(ValueError):
-                        wait = max(wait, float(headers.get("retry-after", "0")))
-            todo = again
-            if not todo:
-                break
-            await asyncio.sleep(min(60.0, max(wait, 0.2 * 2**attempt)))
-        unknown += len(todo)
-    return members, unknown
-
-
 async def _privileged_in_scope(plan: Plan, session: GraphSession, caps: Capabilities) -> AsyncIterator[Item]:
     """The privileged users a group or whole-tenant run covers, resolved."""
     ids = sorted(plan.privileged.ids)
     if plan.group:
-        members, unknown = await _privileged_members(session, plan.group, ids)
+        members, unknown = await privileged_members(session, plan.group, ids)
         if unknown:
             log.warning(
                 "%d privileged user(s) could not be checked for membership of the group (Graph kept failing); "
@@ -513,7 +246,7 @@ async def _privileged_in_scope(plan: Plan, session: GraphSession, caps: Capabili
             try:
                 found = await lookup(session, chunk, plan.filter if plan.all_users else None)
             except GraphRequestError as err:
-                raise _lookup_failed("looking privileged users up", err) from err
+                raise lookup_failed("looking privileged users up", err) from err
         else:
             found = {t.key: {"id": t.key} for t in chunk}
         for user in found.values():
@@ -563,4 +296,4 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
             ) from err
         if err.response.status == 400 and plan.filter:
             raise InputError(f"--filter {plan.filter!r}: Graph refused it: {err.response.error_message}") from err
-        raise _lookup_failed("listing the targets", err) from err
+        raise lookup_failed("listing the targets", err) from err

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import hashlib
-import json
 import logging
 import socket
 from collections.abc import Callable
@@ -22,10 +20,11 @@ from typing import Any
 
 from revoke_ops import __version__
 from revoke_ops.credentials import Identity, token_claims
-from revoke_ops.engine import Engine, EngineOptions, Send, Summary
+from revoke_ops.engine import Engine, Send, Summary
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, read_journal
+from revoke_ops.request import RevokeRequest, check_sources, exclusion_values, input_digest, resumed_request
 from revoke_ops.resolve import Capabilities, Plan, Privileged, find_privileged, resolve_exclusions, stream
 from revoke_ops.targets import Target, TargetFile, parse_target, validate_files
 
@@ -43,52 +42,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 BULK_THRESHOLD = 5  # "more than a handful": confirmation is asked above this
-
-
-@dataclass
-class RevokeRequest:
-    """Everything one run needs (the CLI's options, as data)."""
-
-    users: list[str] = field(default_factory=list)
-    files: list[str] = field(default_factory=list)  # paths, or "-" for stdin
-    group: str | None = None
-    all_users: bool = False
-    filter: str | None = None
-    exclude: list[str] = field(default_factory=list)
-    exclude_files: list[str] = field(default_factory=list)
-    include_external: bool = False
-    dry_run: bool = False
-    reason: str = ""
-    journal: Path | None = None
-    resume: Path | None = None
-    engine: EngineOptions = field(default_factory=EngineOptions)
-    timeout: float = 30.0
-
-    def spec(self) -> dict[str, Any]:
-        return {
-            "users": self.users,
-            "files": [str(Path(f).resolve()) if f != "-" else "-" for f in self.files],
-            "group": self.group,
-            "allUsers": self.all_users,
-            "filter": self.filter,
-            "exclude": self.exclude,
-            "excludeFiles": [str(Path(f).resolve()) for f in self.exclude_files],
-            "includeExternal": self.include_external,
-        }
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any], **overrides: Any) -> RevokeRequest:
-        return cls(
-            users=list(spec.get("users", [])),
-            files=list(spec.get("files", [])),
-            group=spec.get("group"),
-            all_users=bool(spec.get("allUsers")),
-            filter=spec.get("filter"),
-            exclude=list(spec.get("exclude", [])),
-            exclude_files=list(spec.get("excludeFiles", [])),
-            include_external=bool(spec.get("includeExternal")),
-            **overrides,
-        )
 
 
 @dataclass
@@ -171,92 +124,6 @@ class Prepared:
         return bulk and not req.dry_run
 
 
-def _digest(request: RevokeRequest) -> str:
-    h = hashlib.sha256(json.dumps(request.spec(), sort_keys=True).encode())
-    for name in [*request.files, *request.exclude_files]:
-        if name != "-" and Path(name).is_file():
-            with open(name, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()
-
-
-def _exclusion_values(request: RevokeRequest) -> list[str]:
-    values = list(request.exclude)
-    errors = []
-    for name in request.exclude_files:
-        handle = TargetFile.open(name)
-        for item in handle.targets():
-            if isinstance(item, InputError):
-                errors.append(str(item))
-            else:
-                values.append(item.key)
-    if errors:
-        raise InputError("invalid exclusion line(s); nothing was changed:\n" + "\n".join(f"  {e}" for e in errors[:20]))
-    for value in request.exclude:
-        parse_target(value, "--exclude")
-    return values
-
-
-def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[RevokeRequest, list[str]]:
-    """The request a journal recorded, with the resume's own settings and any added exclusions.
-
-    Target, filter and external options given with ``--resume`` must equal the journal's (else the
-    resume is refused, naming the option); exclusions may be added (never removed: the journal's
-    always apply). Returns the request to run and the exclusions added.
-
-    :raises InputError: the journal is for another run's inputs, or an option differs.
-    """
-    spec = state.header.get("spec") or {}
-    original = RevokeRequest.from_spec(
-        spec,
-        reason=request.reason or state.header.get("reason", ""),
-        journal=request.resume,
-        resume=request.resume,
-        engine=request.engine,
-        timeout=request.timeout,
-        dry_run=request.dry_run,
-    )
-    given = request.spec()
-    differs = []
-    for key, option in (
-        ("users", "--user"),
-        ("files", "--from-file"),
-        ("group", "--group"),
-        ("allUsers", "--all-users"),
-        ("filter", "--filter"),
-        ("includeExternal", "--include-external"),
-    ):
-        value = given[key]
-        if value and value != spec.get(key):
-            differs.append(f"{option} (journal: {spec.get(key)!r}, given: {value!r})")
-    if differs:
-        raise InputError(
-            f"--resume {request.resume} continues the run its journal records; these options differ from it: "
-            + "; ".join(differs)
-            + ". Give --resume alone (exclusions may be added), or start a new run"
-        )
-    if "-" in original.files:
-        raise InputError(
-            f"--resume {request.resume}: that run read its targets from standard input, which cannot be read "
-            "again the same way; save the list to a file and start a new run with --from-file"
-        )
-    if _digest(original) != state.header.get("inputDigest"):
-        raise InputError(
-            f"the inputs of {request.resume} changed since the run started (files or options differ): "
-            "resume needs the same inputs; start a new run instead"
-        )
-    # Exclusions added by earlier resumes (recorded in their headers) keep applying: never lost.
-    earlier_files = [e for e in state.added_exclusions if e.startswith("file:")]
-    original.exclude += [e for e in state.added_exclusions if not e.startswith("file:")]
-    original.exclude_files += [e.removeprefix("file:") for e in earlier_files]
-    added = [e for e in request.exclude if e not in original.exclude]
-    added_files = [f for f in given["excludeFiles"] if f not in original.exclude_files]
-    original.exclude = [*original.exclude, *added]
-    original.exclude_files = [*original.exclude_files, *added_files]
-    return original, [*added, *(f"file:{f}" for f in added_files)]
-
-
 async def prepare(
     identity: Identity,
     session: GraphSession,
@@ -274,7 +141,7 @@ async def prepare(
     :raises AuthError: no token, or the token lacks what the run needs.
     :raises ServiceError: Graph kept failing on a read.
     """
-    _check_sources(request)
+    check_sources(request)
     warnings: list[str] = []
     local = bool(files or request.users)
     local_count, duplicates = validate_files(files, request.users) if local else (0, 0)
@@ -282,15 +149,15 @@ async def prepare(
         raise InputError("the input holds no targets (empty, or only comments/a header): nothing to do")
     if duplicates:
         warnings.append(f"{duplicates} duplicate target(s) ignored")
-    exclusion_values = _exclusion_values(request)
-    digest = _digest(request)
+    exclusions_given = exclusion_values(request)
+    digest = input_digest(request)
 
     token = await identity.token()
     caps = Capabilities.from_claims(token_claims(token.token))
     _check_revoke_permission(identity, caps)
 
     target_kinds = _target_kinds(request, files, caps)
-    exclusions = await resolve_exclusions(session, caps, exclusion_values, target_kinds)
+    exclusions = await resolve_exclusions(session, caps, exclusions_given, target_kinds)
     privileged = Privileged()
     if caps.read_roles:
         privileged = await find_privileged(session, caps, need_upns=local and "upn" in target_kinds)
@@ -451,7 +318,7 @@ async def revoke(
                 f"these credentials for {identity.tenant_id}"
             )
         request, added = resumed_request(request, resume_state)
-    _check_sources(request)
+    check_sources(request)
     files = [TargetFile.open(name) for name in request.files]
     try:
         async with GraphSession(identity, timeout=request.timeout) as session:
@@ -466,16 +333,6 @@ async def revoke(
     finally:
         for handle in files:
             handle.cleanup()
-
-
-def _check_sources(request: RevokeRequest) -> None:
-    sources = sum([bool(request.users or request.files), bool(request.group), request.all_users])
-    if sources == 0:
-        raise InputError("no targets: give --user, --from-file, --group or --all-users")
-    if sources > 1:
-        raise InputError("give targets one way per run: --user/--from-file, or --group, or --all-users")
-    if request.filter and not request.all_users:
-        raise InputError("--filter goes with --all-users")
 
 
 def _check_revoke_permission(identity: Identity, caps: Capabilities) -> None:

@@ -133,9 +133,9 @@ def test_resume_refuses_other_targets_and_keeps_added_exclusions(ops: Ops, tmp_p
             },
         }
     ]
-    from revoke_ops.run import RevokeRequest, _digest
+    from revoke_ops.request import RevokeRequest, input_digest
 
-    journal_lines[0]["inputDigest"] = _digest(RevokeRequest(files=[str(targets.resolve())]))
+    journal_lines[0]["inputDigest"] = input_digest(RevokeRequest(files=[str(targets.resolve())]))
     journal.write_text("".join(json.dumps(r) + "\n" for r in journal_lines))
     journal.chmod(0o600)
     group = ops.run.sandbox.tenant.group_named("compromised-sales")

@@ -1,0 +1,170 @@
+"""What a run is asked to do: the request, its input digest, and the rules for resuming one.
+
+A resumed run is the request its journal recorded (plus exclusions added on resume), never a
+request rewritten in place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from revoke_ops.engine import EngineOptions
+from revoke_ops.errors import InputError
+from revoke_ops.journal import JournalState
+from revoke_ops.targets import TargetFile, parse_target
+
+__all__ = ["RevokeRequest", "check_sources", "exclusion_values", "input_digest", "resumed_request"]
+
+
+@dataclass
+class RevokeRequest:
+    """Everything one run needs (the CLI's options, as data)."""
+
+    users: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # paths, or "-" for stdin
+    group: str | None = None
+    all_users: bool = False
+    filter: str | None = None
+    exclude: list[str] = field(default_factory=list)
+    exclude_files: list[str] = field(default_factory=list)
+    include_external: bool = False
+    dry_run: bool = False
+    reason: str = ""
+    journal: Path | None = None
+    resume: Path | None = None
+    engine: EngineOptions = field(default_factory=EngineOptions)
+    timeout: float = 30.0
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "users": self.users,
+            "files": [str(Path(f).resolve()) if f != "-" else "-" for f in self.files],
+            "group": self.group,
+            "allUsers": self.all_users,
+            "filter": self.filter,
+            "exclude": self.exclude,
+            "excludeFiles": [str(Path(f).resolve()) for f in self.exclude_files],
+            "includeExternal": self.include_external,
+        }
+
+    @classmethod
+    def from_spec(cls, spec: dict[str, Any], **overrides: Any) -> RevokeRequest:
+        return cls(
+            users=list(spec.get("users", [])),
+            files=list(spec.get("files", [])),
+            group=spec.get("group"),
+            all_users=bool(spec.get("allUsers")),
+            filter=spec.get("filter"),
+            exclude=list(spec.get("exclude", [])),
+            exclude_files=list(spec.get("excludeFiles", [])),
+            include_external=bool(spec.get("includeExternal")),
+            **overrides,
+        )
+
+
+def input_digest(request: RevokeRequest) -> str:
+    h = hashlib.sha256(json.dumps(request.spec(), sort_keys=True).encode())
+    for name in [*request.files, *request.exclude_files]:
+        if name != "-" and Path(name).is_file():
+            with open(name, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def exclusion_values(request: RevokeRequest) -> list[str]:
+    """Every exclusion as given (``--exclude`` values and ``--exclude-file`` lines), validated.
+
+    :raises InputError: naming each invalid line.
+    """
+    values = list(request.exclude)
+    errors = []
+    for name in request.exclude_files:
+        handle = TargetFile.open(name)
+        for item in handle.targets():
+            if isinstance(item, InputError):
+                errors.append(str(item))
+            else:
+                values.append(item.key)
+    if errors:
+        raise InputError("invalid exclusion line(s); nothing was changed:\n" + "\n".join(f"  {e}" for e in errors[:20]))
+    for value in request.exclude:
+        parse_target(value, "--exclude")
+    return values
+
+
+def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[RevokeRequest, list[str]]:
+    """The request a journal recorded, with the resume's own settings and any added exclusions.
+
+    Target, filter and external options given with ``--resume`` must equal the journal's (else the
+    resume is refused, naming the option); exclusions may be added (never removed: the journal's
+    always apply). Returns the request to run and the exclusions added.
+
+    :raises InputError: the journal is for another run's inputs, or an option differs.
+    """
+    spec = state.header.get("spec") or {}
+    original = RevokeRequest.from_spec(
+        spec,
+        reason=request.reason or state.header.get("reason", ""),
+        journal=request.resume,
+        resume=request.resume,
+        engine=request.engine,
+        timeout=request.timeout,
+        dry_run=request.dry_run,
+    )
+    given = request.spec()
+    differs = []
+    for key, option in (
+        ("users", "--user"),
+        ("files", "--from-file"),
+        ("group", "--group"),
+        ("allUsers", "--all-users"),
+        ("filter", "--filter"),
+        ("includeExternal", "--include-external"),
+    ):
+        value = given[key]
+        if value and value != spec.get(key):
+            differs.append(f"{option} (journal: {spec.get(key)!r}, given: {value!r})")
+    if differs:
+        raise InputError(
+            f"--resume {request.resume} continues the run its journal records; these options differ from it: "
+            + "; ".join(differs)
+            + ". Give --resume alone (exclusions may be added), or start a new run"
+        )
+    if "-" in original.files:
+        raise InputError(
+            f"--resume {request.resume}: that run read its targets from standard input, which cannot be read "
+            "again the same way; save the list to a file and start a new run with --from-file"
+        )
+    if input_digest(original) != state.header.get("inputDigest"):
+        raise InputError(
+            f"the inputs of {request.resume} changed since the run started (files or options differ): "
+            "resume needs the same inputs; start a new run instead"
+        )
+    # Exclusions added by earlier resumes (recorded in their headers) keep applying: never lost.
+    earlier_files = [e for e in state.added_exclusions if e.startswith("file:")]
+    original.exclude += [e for e in state.added_exclusions if not e.startswith("file:")]
+    original.exclude_files += [e.removeprefix("file:") for e in earlier_files]
+    added = [e for e in request.exclude if e not in original.exclude]
+    added_files = [f for f in given["excludeFiles"] if f not in original.exclude_files]
+    original.exclude = [*original.exclude, *added]
+    original.exclude_files = [*original.exclude_files, *added_files]
+    return original, [*added, *(f"file:{f}" for f in added_files)]
+
+
+def check_sources(request: RevokeRequest) -> None:
+    """Targets come one way per run.
+
+    :raises InputError: none, several, or ``--filter`` without ``--all-users``.
+    """
+    sources = sum([bool(request.users or request.files), bool(request.group), request.all_users])
+    if sources == 0:
+        raise InputError("no targets: give --user, --from-file, --group or --all-users")
+    if sources > 1:
+        raise InputError("give targets one way per run: --user/--from-file, or --group, or --all-users")
+    if request.filter and not request.all_users:
+        raise InputError("--filter goes with --all-users")
