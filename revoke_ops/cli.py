@@ -20,7 +20,7 @@ from revoke_ops import __version__
 from revoke_ops.bundle import Bundle, load_bundle
 from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
 from revoke_ops.engine import EngineOptions, Summary
-from revoke_ops.errors import AuthError, InputError, RevokeOpsError
+from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError
 
 __all__ = ["ExitCode", "main"]
 
@@ -34,6 +34,7 @@ class ExitCode(enum.IntEnum):
     NOT_ALL_REVOKED = 1  # some targets not revoked (not found, forbidden, failed)
     USAGE = 2  # usage or input error: nothing changed
     AUTH = 3  # authentication or permission failure for the whole run: nothing changed
+    SERVICE = 4  # Microsoft Graph kept failing (5xx, throttling, unreadable answers) before anything changed
     INTERRUPTED = 130  # Ctrl-C; the journal is intact
 
 
@@ -419,6 +420,9 @@ def main(argv: list[str] | None = None) -> int:
     except AuthError as err:
         _report(err, debug)
         return ExitCode.AUTH
+    except ServiceError as err:
+        _report(err, debug)
+        return ExitCode.SERVICE
     except RevokeOpsError as err:
         _report(err, debug)
         return ExitCode.NOT_ALL_REVOKED
