@@ -222,3 +222,16 @@ def test_a_listing_far_below_graphs_count_is_reported_not_success():
     assert _short_listing(prepared, summary) is None
     listed = Confirmation("t", 980, "listed", None, 0, None, 0, False, None, False)
     assert _short_listing(SimpleNamespace(confirmation=listed, resumed=False), Summary()) is None  # type: ignore[arg-type]
+
+
+def test_a_503_storm_while_resolving_exclusions_is_a_service_failure_and_changes_nothing(ops: Ops):
+    people = _members(ops, 2, 190)
+    before = len(ops.run.revocations())
+    ops.run.settings(faults={"error_5xx": 1.0})
+    try:
+        result = ops.cli("revoke", "--user", people[0].id, "--exclude", people[1].user_principal_name)
+    finally:
+        ops.run.settings(faults={"error_5xx": 0.0})
+    assert result.returncode == 4, result.stderr
+    assert "resolving the exclusions failed" in result.stderr and "nothing was changed" in result.stderr
+    assert ops.revoked_ids(before) == []
