@@ -190,7 +190,7 @@ class Record:
 
 @dataclass
 class Summary:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, OUTCOMES), 0))
     would_revoke: int = 0
     requests: int = 0
     throttled: int = 0

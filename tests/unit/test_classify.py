@@ -58,7 +58,8 @@ def test_batch_answers_split_per_item() -> None:
 
 
 def test_a_200_that_is_not_a_batch_answer_may_have_happened() -> None:
-    for body in ({"value": True}, None, [], {"responses": "x"}):
+    bodies: list[object] = [{"value": True}, None, [], {"responses": "x"}]
+    for body in bodies:
         decisions = classify_batch({"status": 200, "body": body}, 2)
         assert [d.outcome for d in decisions] == [Outcome.FAILED] * 2
         assert all(d.code == "UnreadableResponse" and "may have happened" in (d.reason or "") for d in decisions)
