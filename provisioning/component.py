@@ -10,7 +10,7 @@ import pulumi
 import pulumi_azuread as azuread
 import pulumi_tls as tls
 
-from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig
+from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig, certificate_common_name
 from provisioning.errors import ProvisioningError
 from revoke_ops.facts import GRAPH_APP_ID, rfc3339, thumbprint, utc_seconds
 
@@ -174,7 +174,7 @@ class RevokerApp(pulumi.ComponentResource):
         cert = tls.SelfSignedCert(
             f"{name}-{slot.name}-cert",
             private_key_pem=key.private_key_pem,
-            subject={"common_name": f"{cfg.display_name} ({slot.name})"},
+            subject={"common_name": certificate_common_name(cfg.display_name, slot.name)},
             validity_period_hours=slot.validity_days * 24,
             allowed_uses=["digital_signature", "client_auth"],
             opts=child,

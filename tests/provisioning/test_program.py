@@ -146,6 +146,12 @@ def test_owners_default_to_the_deployer_and_protect_is_applied(program: Program)
     assert not ok(program({"permissionMode": "application"})).one("application:Application")["options"]["protect"]
 
 
+def test_delegated_mode_without_operators_group_warns_the_deployer(program: Program):
+    run = ok(program({"permissionMode": "delegated"}))
+    assert "every user in the tenant can sign in to the app and obtain the delegated scopes" in run.stderr
+    assert "operatorsGroup is not set" not in ok(program({"permissionMode": "application"})).stderr
+
+
 def test_every_resource_is_a_child_of_the_component(program: Program):
     run = ok(program({"permissionMode": "both"}))
     (component,) = run.of_type("provisioning:RevokerApp")
