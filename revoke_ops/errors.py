@@ -46,3 +46,11 @@ class MissingPermissionError(AuthError):
         )
         self.feature = feature
         self.permission = permission
+
+
+class TransientAuthError(ServiceError):
+    """The identity platform failed transiently (429/5xx, AADSTS90033, network): retry later.
+
+    Nothing is wrong with the credentials; a run may pause and retry (as for throttling).
+    ``code`` is the AADSTS code, ``HTTP<status>`` or ``NetworkError``.
+    """

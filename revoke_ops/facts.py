@@ -12,16 +12,19 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 __all__ = [
     "BUNDLE_SCHEMA_VERSION",
     "CLOUDS",
+    "CUSTOM_CLOUD",
     "GRAPH_APP_ID",
     "READ_PERMISSIONS",
     "REVOKE_PERMISSION",
     "Cloud",
     "GraphPermission",
     "bundle_schema",
+    "endpoint_problems",
     "permission",
 ]
 
@@ -134,6 +137,72 @@ CLOUDS: Final[dict[str, Cloud]] = {
         ),
     )
 }
+
+
+#: The cloud name for endpoints that are not a Microsoft national cloud (a sandbox, an emulator).
+CUSTOM_CLOUD: Final = "custom"
+
+
+def _url_problems(what: str, url: str) -> list[str]:
+    """Problems of an endpoint URL whatever the cloud: https only, no userinfo, query or fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        return [f"{what} {url!r} is not a valid URL"]
+    problems = []
+    if parts.scheme != "https":
+        problems.append(f"{what} {url!r} must use https (got {parts.scheme or 'no scheme'!r})")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        # https://login.microsoftonline.com@127.0.0.1 sends the request to 127.0.0.1.
+        problems.append(f"{what} {url!r} must not hold user information ('...@host'): the host is after the '@'")
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        problems.append(f"{what} {url!r} must not have a query or fragment")
+    if not parts.hostname:
+        problems.append(f"{what} {url!r} has no host")
+    return problems
+
+
+def _same_endpoint(url: str, expected: str) -> bool:
+    """Whether ``url`` is ``expected``: same host, default port (443 or none), same path."""
+    parts, want = urlsplit(url), urlsplit(expected)
+    return (
+        parts.scheme == "https"
+        and parts.hostname == want.hostname
+        and parts.port in (None, 443)
+        and parts.path.rstrip("/") == want.path.rstrip("/")
+    )
+
+
+def endpoint_problems(cloud: str, graph_endpoint: str, authority_host: str) -> list[str]:
+    """What is wrong with a cloud's endpoints, as sentences naming the value and what is allowed.
+
+    For a Microsoft national cloud (:data:`CLOUDS`) both hosts must be exactly that cloud's (an
+    explicit ``:443`` is tolerated, any other port is not). ``custom`` accepts other https hosts
+    (a sandbox, an emulator): callers must still require an explicit opt-in for it, since a custom
+    endpoint receives the Graph token or the client assertion. URLs with user information
+    (``https://login.microsoftonline.com@127.0.0.1``), a query or fragment, or a scheme other than
+    https are refused for every cloud. An empty list means the endpoints are acceptable.
+    """
+    problems = _url_problems("graphEndpoint", graph_endpoint) + _url_problems("authorityHost", authority_host)
+    if cloud == CUSTOM_CLOUD:
+        return problems
+    known = CLOUDS.get(cloud)
+    if known is None:
+        return [*problems, f"cloud {cloud!r} is not one of {', '.join([*CLOUDS, CUSTOM_CLOUD])}"]
+    if problems:
+        return problems
+    if not _same_endpoint(graph_endpoint, known.graph_endpoint):
+        problems.append(
+            f"graphEndpoint {graph_endpoint!r} is not Microsoft Graph of cloud {cloud} (expected "
+            f"{known.graph_endpoint}); any other endpoint needs cloud {CUSTOM_CLOUD!r} and an explicit opt-in"
+        )
+    if not _same_endpoint(authority_host, known.authority_host):
+        problems.append(
+            f"authorityHost {authority_host!r} is not the identity platform of cloud {cloud} (expected "
+            f"{known.authority_host}); any other host needs cloud {CUSTOM_CLOUD!r} and an explicit opt-in"
+        )
+    return problems
 
 
 @cache
