@@ -20,7 +20,7 @@ from typing import Any
 import jsonschema
 
 from revoke_ops.errors import InputError
-from revoke_ops.facts import BUNDLE_SCHEMA_VERSION, CLOUDS, CUSTOM_CLOUD, bundle_schema, endpoint_problems
+from revoke_ops.facts import BUNDLE_SCHEMA_VERSION, CLOUDS, bundle_schema, endpoint_problems
 from revoke_ops.redact import redact
 
 __all__ = [
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 #: Set to 1 to accept bundles whose cloud is ``custom`` (a sandbox), like ``--allow-custom-cloud``.
 ALLOW_CUSTOM_CLOUD_ENV = "REVOKE_OPS_ALLOW_CUSTOM_CLOUD"
+CUSTOM_CLOUD = "custom"
 #: What `pulumi stack output --json` prints for a secret output without --show-secrets.
 PULUMI_SECRET_PLACEHOLDER = "[secret]"  # noqa: S105  # a placeholder, not a password
 

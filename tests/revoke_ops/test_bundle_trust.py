@@ -12,66 +12,27 @@ import pytest
 from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV, load_bundle
 from revoke_ops.cli import ExitCode, main
 from revoke_ops.errors import InputError
-from revoke_ops.facts import endpoint_problems
 from tests.revoke_ops.conftest import Ops, write_bundle
 from tests.revoke_ops.test_bundle import BUNDLE, with_key, write
-
-
-@pytest.mark.parametrize(
-    ("cloud", "graph", "authority", "problem"),
-    [
-        ("public", "https://localhost:47443/v1.0", "https://login.microsoftonline.com", "is not Microsoft Graph"),
-        (
-            "public",
-            "https://graph.microsoft.com/v1.0",
-            "https://login.microsoftonline.com@127.0.0.1",
-            "user information",
-        ),
-        (
-            "public",
-            "https://graph.microsoft.com:8443/v1.0",
-            "https://login.microsoftonline.com",
-            "is not Microsoft Graph",
-        ),
-        ("public", "http://graph.microsoft.com/v1.0", "https://login.microsoftonline.com", "must use https"),
-        ("china", "https://graph.microsoft.com/v1.0", "https://login.chinacloudapi.cn", "cloud china"),
-        ("usgovernment", "https://graph.microsoft.us/v1.0", "https://login.microsoftonline.com", "authorityHost"),
-        ("custom", "https://127.0.0.1:8443/v1.0", "https://user@127.0.0.1:8443", "user information"),
-        ("custom", "https://127.0.0.1:8443/v1.0?x=1", "https://127.0.0.1:8443", "query or fragment"),
-    ],
-)
-def test_endpoint_problems_name_the_value_and_what_is_allowed(cloud: str, graph: str, authority: str, problem: str):
-    problems = endpoint_problems(cloud, graph, authority)
-    assert problems and any(problem in p for p in problems), problems
-
-
-@pytest.mark.parametrize("cloud", ["public", "usgovernment", "usgovernmentdod", "china"])
-def test_a_microsoft_cloud_own_endpoints_pass(cloud: str):
-    from revoke_ops.facts import CLOUDS
-
-    c = CLOUDS[cloud]
-    assert endpoint_problems(cloud, c.graph_endpoint, c.authority_host) == []
-    assert endpoint_problems(cloud, c.graph_endpoint, c.authority_host + ":443/") == []
-    assert endpoint_problems("custom", "https://127.0.0.1:4443/v1.0", "https://127.0.0.1:4443") == []
 
 
 def test_a_public_bundle_pointing_graph_elsewhere_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     path = write(tmp_path, {**BUNDLE, "graphEndpoint": "https://localhost:47443/v1.0"})
     assert main(["bundle", "check", str(path)]) == ExitCode.USAGE
     err = capsys.readouterr().err
-    assert "graphEndpoint 'https://localhost:47443/v1.0' is not Microsoft Graph of cloud public" in err
-    assert "https://graph.microsoft.com/v1.0" in err
+    assert "graphEndpoint must be on graph.microsoft.com for cloud public" in err
+    assert "https://localhost:47443/v1.0" in err
 
 
 def test_userinfo_authority_passes_the_schema_but_is_refused(tmp_path: Path):
     path = write(tmp_path, {**BUNDLE, "authorityHost": "https://login.microsoftonline.com@127.0.0.1"})
-    with pytest.raises(InputError, match="must not hold user information"):
+    with pytest.raises(InputError, match="authorityHost must not carry a user name"):
         load_bundle(path)
 
 
 def test_a_scope_of_another_cloud_is_refused(tmp_path: Path):
     path = write(tmp_path, {**BUNDLE, "graphScope": "https://graph.microsoft.us/.default"})
-    with pytest.raises(InputError, match="graphScope 'https://graph.microsoft.us/.default' is not Microsoft Graph's"):
+    with pytest.raises(InputError, match=r"graphScope 'https://graph\.microsoft\.us/\.default' is not"):
         load_bundle(path)
 
 
