@@ -34,7 +34,6 @@ def tenant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
     # Room for the guests and admins the seeding adds, so USERS ordinary members exist.
     with Sandbox(state, SandboxOptions(users=USERS + USERS // 20 + 200, groups=3, group_size=50, seed=11)) as sb:
         os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = sb.info["caBundle"]
-        os.environ["REVOKE_OPS_ALLOW_CUSTOM_CLOUD"] = "1"  # the sandbox's bundles are cloud "custom"
         yield Running(sb)
 
 
