@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass
@@ -76,10 +77,19 @@ def resource_unit_limit(tenant_users: int) -> int:
     return 8000
 
 
+class ThrottleKind(StrEnum):
+    """Which limit refused a request; the value is Graph's ``x-ms-throttle-information``."""
+
+    RESOURCE_UNITS = "ResourceUnitLimitExceeded"
+    WRITES = "WriteLimitExceeded"
+    INJECTED = "Injected"
+
+
 @dataclass
 class Throttled:
     retry_after_modelled: float
-    scope: str
+    scope: str  # Graph's x-ms-throttle-scope
+    kind: ThrottleKind
 
 
 @dataclass
@@ -102,20 +112,28 @@ class ThrottleModel:
             bucket = self._buckets[key] = TokenBucket(key, capacity, rate, updated=self.clock.now())
         return bucket
 
-    def buckets_for(self, app_id: str, tenant_id: str, write: bool) -> list[tuple[TokenBucket, str]]:
+    def buckets_for(self, app_id: str, tenant_id: str, write: bool) -> list[tuple[TokenBucket, str, ThrottleKind]]:
         ru = resource_unit_limit(self.tenant_users)
-        found = [(self._bucket(f"ru/{app_id}", ru, ru / 10), f"Tenant_Application/ReadWrite/{app_id}/{tenant_id}")]
+        found = [
+            (
+                self._bucket(f"ru/{app_id}", ru, ru / 10),
+                f"Tenant_Application/ReadWrite/{app_id}/{tenant_id}",
+                ThrottleKind.RESOURCE_UNITS,
+            )
+        ]
         if write:
             found.append(
                 (
                     self._bucket(f"write/{app_id}", self.app_write_capacity, self.app_write_rate),
                     f"Tenant_Application/Write/{app_id}/{tenant_id}",
+                    ThrottleKind.WRITES,
                 )
             )
             found.append(
                 (
                     self._bucket("write/tenant", self.tenant_write_capacity, self.tenant_write_rate),
                     f"Tenant/Write/{tenant_id}",
+                    ThrottleKind.WRITES,
                 )
             )
         return found
@@ -132,15 +150,15 @@ class ThrottleModel:
         buckets = self.buckets_for(app_id, tenant_id, write)
         costs = [cost] + [1.0] * (len(buckets) - 1)
         waits = []
-        for (bucket, scope), c in zip(buckets, costs, strict=True):
+        for (bucket, scope, kind), c in zip(buckets, costs, strict=True):
             bucket._refill(now)
             if bucket.tokens < c:
-                waits.append(((c - bucket.tokens) / bucket.rate, scope))
+                waits.append(((c - bucket.tokens) / bucket.rate, scope, kind))
         if waits:
             self.throttled_count += 1
-            wait, scope = max(waits)
-            return Throttled(wait, scope)
-        for (bucket, _scope), c in zip(buckets, costs, strict=True):
+            wait, scope, kind = max(waits)
+            return Throttled(wait, scope, kind)
+        for (bucket, _scope, _kind), c in zip(buckets, costs, strict=True):
             bucket.tokens -= c
         return None
 
@@ -149,7 +167,7 @@ class ThrottleModel:
         if not self.enabled:
             return None
         now = self.clock.now()
-        used = max(b.used_fraction(now) for b, _ in self.buckets_for(app_id, tenant_id, write))
+        used = max(b.used_fraction(now) for b, _, _ in self.buckets_for(app_id, tenant_id, write))
         return round(used, 2) if used >= 0.8 else None
 
     def retry_after_header(self, throttled: Throttled) -> int:

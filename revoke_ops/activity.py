@@ -1,0 +1,280 @@
+"""Activity ordering: users with recent sign-in activity first (docs/activity-ordering.md).
+
+Graph cannot sort users by sign-in activity, nor filter on the later of the two timestamps, so the
+listing is cut into server-side windows (active within 1, 7, 30, 90 days), each listed once per
+timestamp property, and ends with a plain listing of everyone not yet seen. A seen set of exact
+128-bit object ids keeps every user in the window of their most recent activity, and once overall.
+
+The pure parts (windows, timestamps, the seen set, the read pacer) are here with the listing
+itself; :mod:`revoke_ops.resolve` turns what it yields into revocations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession
+
+__all__ = [
+    "AUDIT_LOG_READ",
+    "PAGE_SIZE",
+    "PROPERTIES",
+    "WINDOW_DAYS",
+    "ActivityUnavailableError",
+    "ReadPacer",
+    "SeenIds",
+    "Window",
+    "activity_available",
+    "format_time",
+    "inactive_for",
+    "last_activity",
+    "ordered_users",
+    "parse_time",
+    "unavailable_reason",
+    "window_of",
+    "windows",
+]
+
+log = logging.getLogger(__name__)
+
+#: Activity windows in days: active within the last day, week, month, and the refresh-token
+#: inactivity window (90 days: an unused refresh token expires after it).
+WINDOW_DAYS = (1, 7, 30, 90)
+#: The two timestamps: interactive sign-ins, and non-interactive ones (refresh-token use shows there).
+PROPERTIES = ("lastSignInDateTime", "lastNonInteractiveSignInDateTime")
+#: Graph's maximum page size when signInActivity is selected or filtered on (999 otherwise).
+PAGE_SIZE = 500
+#: Graph's limit for GETs with signInActivity: 10 requests per minute per app per tenant.
+READS_PER_MINUTE = 10
+ACTIVITY_FIELDS = f"{USER_FIELDS},signInActivity"
+#: Permissions that let an app read signInActivity (with a permission to read users).
+AUDIT_LOG_READ = frozenset({"AuditLog.Read.All"})
+NO_LICENCE = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+NO_PERMISSION = "Authentication_MSGraphPermissionMissing"
+# Graph reports "never" as the minimum date in some answers.
+_NEVER = datetime(1, 1, 2, tzinfo=UTC)
+
+
+class ActivityUnavailableError(Exception):
+    """Graph refused to serve sign-in activity (no licence, no permission): fall back to listing order."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Graph DateTimeOffset (``2026-12-07T10:00:00Z``, fractions allowed) as aware UTC; None if absent/never."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return None if moment < _NEVER else moment.astimezone(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """An OData DateTimeOffset literal (UTC, whole seconds)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def last_activity(user: dict[str, Any]) -> datetime | None:
+    """The later of a user's last interactive and non-interactive sign-in (attempts), or None."""
+    activity = user.get("signInActivity")
+    if not isinstance(activity, dict):
+        return None
+    moments = [m for m in (parse_time(activity.get(p)) for p in PROPERTIES) if m is not None]
+    return max(moments, default=None)
+
+
+@dataclass(frozen=True)
+class Window:
+    """Users whose most recent activity is in ``[since, until]`` (``until`` None: up to now and later)."""
+
+    index: int
+    days: int
+    since: datetime
+    until: datetime | None
+
+    @property
+    def label(self) -> str:
+        return f"active within {self.days} day{'s' if self.days != 1 else ''}"
+
+    def filters(self) -> list[str]:
+        """One ``$filter`` per timestamp property: a filter on signInActivity takes no other property."""
+        out = []
+        for prop in PROPERTIES:
+            text = f"signInActivity/{prop} ge {format_time(self.since)}"
+            if self.until is not None:
+                text += f" and signInActivity/{prop} le {format_time(self.until)}"
+            out.append(text)
+        return out
+
+
+def windows(now: datetime, days: tuple[int, ...] = WINDOW_DAYS) -> list[Window]:
+    """The activity windows at ``now``, most recent first; adjacent windows share their boundary."""
+    out: list[Window] = []
+    until: datetime | None = None
+    for index, span in enumerate(sorted(days)):
+        since = now - timedelta(days=span)
+        out.append(Window(index, span, since, until))
+        until = since
+    return out
+
+
+def window_of(last: datetime | None, now: datetime, days: tuple[int, ...] = WINDOW_DAYS) -> int | None:
+    """The index of the window a last activity falls in, or None (older, or never)."""
+    if last is None:
+        return None
+    for index, span in enumerate(sorted(days)):
+        if last >= now - timedelta(days=span):
+            return index
+    return None
+
+
+def inactive_for(last: datetime | None, now: datetime, days: int) -> bool:
+    """Whether a user with this last activity has been inactive for more than ``days`` (never: yes)."""
+    return last is None or last < now - timedelta(days=days)
+
+
+class SeenIds:
+    """Object ids seen so far, exact: GUIDs as 128-bit ints (a hash collision would skip a user)."""
+
+    def __init__(self) -> None:
+        self._ints: set[int] = set()
+        self._other: set[str] = set()
+
+    def _key(self, object_id: str) -> int | str:
+        try:
+            return uuid.UUID(object_id).int
+        except ValueError:
+            return object_id.lower()
+
+    def add(self, object_id: str) -> bool:
+        """Record an id; True if it was not seen before."""
+        key = self._key(object_id)
+        bucket: set[Any] = self._ints if isinstance(key, int) else self._other
+        if key in bucket:
+            return False
+        bucket.add(key)
+        return True
+
+    def __contains__(self, object_id: object) -> bool:
+        if not isinstance(object_id, str):
+            return False
+        key = self._key(object_id)
+        return key in (self._ints if isinstance(key, int) else self._other)
+
+    def __len__(self) -> int:
+        return len(self._ints) + len(self._other)
+
+
+class ReadPacer:
+    """Spaces reads of signInActivity to Graph's per-minute limit (the first read goes at once)."""
+
+    def __init__(
+        self,
+        per_minute: float = READS_PER_MINUTE,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._next = float("-inf")
+
+    async def wait(self) -> None:
+        now = self._monotonic()
+        if now < self._next:
+            await self._sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+def activity_available(permissions: frozenset[str]) -> bool:
+    """Whether a token's permissions allow reading signInActivity (AuditLog.Read.All and a user read)."""
+    reads_users = bool(permissions & {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All"})
+    return reads_users and bool(permissions & AUDIT_LOG_READ)
+
+
+def unavailable_reason(status: int, code: str | None, message: str) -> str | None:
+    """Why Graph refused a signInActivity read, in the operator's terms; None if it was not a refusal."""
+    if status == 403 and code == NO_LICENCE:
+        return (
+            "the tenant has no Microsoft Entra ID P1/P2 licence, which reading sign-in activity needs "
+            f"(Graph: 403 {NO_LICENCE})"
+        )
+    if status == 403:
+        return (
+            f"Graph refused to read sign-in activity (403 {code or ''}: {message}); it needs AuditLog.Read.All "
+            "with admin consent (add it to the stack's readPermissions)"
+        )
+    return None
+
+
+async def _pages(session: GraphSession, url: str, pacer: ReadPacer) -> AsyncIterator[list[dict[str, Any]]]:
+    """A signInActivity listing page by page, each read paced; a refusal raises ActivityUnavailableError."""
+    next_url: str | None = url
+    while next_url:
+        await pacer.wait()
+        response = await session.read(next_url)
+        if response.status != 200 or not isinstance(response.body, dict):
+            reason = unavailable_reason(response.status, response.error_code, response.error_message)
+            if reason:
+                raise ActivityUnavailableError(reason)
+            raise GraphRequestError(response, next_url)
+        yield list(response.body.get("value", []))
+        next_url = response.body.get("@odata.nextLink")
+
+
+async def ordered_users(
+    session: GraphSession,
+    now: datetime,
+    *,
+    pacer: ReadPacer | None = None,
+    seen: SeenIds | None = None,
+    final_with_activity: bool = False,
+    days: tuple[int, ...] = WINDOW_DAYS,
+) -> AsyncIterator[tuple[dict[str, Any], Window | None]]:
+    """Every user of the tenant once: by activity window, most recent first, then everyone else.
+
+    Yields ``(user, window)``; ``window`` is None for the final pass (older or no activity, or not
+    seen in a window). ``final_with_activity`` reads signInActivity in the final pass too (paced,
+    500 per page), so a caller can decide on each user's activity (``--skip-inactive-days``).
+
+    :raises ActivityUnavailableError: Graph refused the first signInActivity read (licence, permission).
+    :raises GraphRequestError: any other error answer.
+    """
+    pacer = pacer or ReadPacer()
+    seen = seen if seen is not None else SeenIds()
+    for window in windows(now, days):
+        for text in window.filters():
+            url = f"/users?$filter={quote(text, safe='')}&$select={ACTIVITY_FIELDS}&$top={PAGE_SIZE}"
+            async for page in _pages(session, url, pacer):
+                for user in page:
+                    uid = str(user.get("id", ""))
+                    if uid and seen.add(uid):
+                        yield user, window
+        log.debug("activity window %s listed; %d users seen so far", window.label, len(seen))
+    if final_with_activity:
+        url = f"/users?$select={ACTIVITY_FIELDS}&$top={PAGE_SIZE}"
+        source = _pages(session, url, pacer)
+    else:
+        source = session.pages(f"/users?$select={USER_FIELDS}&$top=999")
+    async for page in source:
+        for user in page:
+            uid = str(user.get("id", ""))
+            if uid and uid not in seen:
+                yield user, None

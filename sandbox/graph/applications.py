@@ -1,0 +1,162 @@
+"""Applications and service principals, as the azuread provider creates, reads, updates and deletes them."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sandbox import catalog
+from sandbox.graph import query
+from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
+from sandbox.graph.routing import Router
+from sandbox.tenant import Application, ServicePrincipal, iso
+
+
+def _listing(ctx: Context, request: Request, objects: Iterable[Any], context: str) -> Response:
+    """An unpaged listing filtered by ``displayName``/``appId`` (what the azuread provider asks)."""
+    predicate = query.filter_predicate(request.query, {"displayName", "appId"})
+    found = [o.to_graph() for o in objects if predicate is None or predicate(o.to_graph())]
+    return Response(200, {"@odata.context": ctx.context_url(context), "value": found})
+
+
+def _list_apps(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    return _listing(ctx, request, ctx.tenant.applications.values(), "applications")
+
+
+def _create_app(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    body = request.body or {}
+    tenant = ctx.tenant
+    app = Application(
+        id=tenant.new_id(),
+        app_id=tenant.new_id(),
+        display_name=str(body.get("displayName") or ""),
+        sign_in_audience=str(body.get("signInAudience") or "AzureADMyOrg"),
+        is_fallback_public_client=bool(body.get("isFallbackPublicClient")),
+        redirect_uris=list((body.get("publicClient") or {}).get("redirectUris") or []),
+        required_resource_access=list(body.get("requiredResourceAccess") or []),
+        tags=list(body.get("tags") or []),
+        notes=body.get("notes"),
+    )
+    if not app.display_name:
+        raise GraphError(400, "Request_BadRequest", "Property 'displayName' is required.")
+    for kc in body.get("keyCredentials") or []:
+        app.key_credentials.append(_key_credential(ctx, kc))
+    tenant.applications[app.id] = app
+    return Response(201, app.to_graph())
+
+
+def _key_credential(ctx: Context, kc: dict[str, Any]) -> dict[str, Any]:
+    from cryptography import x509
+
+    try:
+        cert = x509.load_der_x509_certificate(base64.b64decode(kc["key"]))
+    except (KeyError, ValueError, TypeError):
+        raise GraphError(400, "Request_BadRequest", "Invalid certificate: key value is invalid.") from None
+    end = kc.get("endDateTime") or iso(cert.not_valid_after_utc)
+    if datetime.fromisoformat(end.replace("Z", "+00:00")) > cert.not_valid_after_utc:
+        raise GraphError(400, "Request_BadRequest", "Key credential end date is invalid.")
+    return {
+        "keyId": kc.get("keyId") or ctx.tenant.new_id(),
+        "type": "AsymmetricX509Cert",
+        "usage": "Verify",
+        "key": kc["key"],
+        "customKeyIdentifier": kc.get("customKeyIdentifier"),
+        "displayName": kc.get("displayName"),
+        "startDateTime": kc.get("startDateTime") or iso(cert.not_valid_before_utc),
+        "endDateTime": end,
+    }
+
+
+def _app_item(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
+    aid, body = args[0], request.body or {}
+    app = ctx.tenant.applications.get(aid.lower())
+    if app is None:
+        raise not_found(aid)
+    if request.method == "GET":
+        return Response(200, app.to_graph())
+    if request.method == "DELETE":
+        del ctx.tenant.applications[app.id]
+        sp = ctx.tenant.sp_for_app(app.app_id)
+        if sp is not None:
+            delete_sp(ctx, sp)
+        return Response(204)
+    if "keyCredentials" in body:
+        existing = {kc["keyId"]: kc for kc in app.key_credentials}
+        credentials = []
+        for kc in body["keyCredentials"]:
+            if kc.get("key") is None and kc.get("keyId") in existing:
+                credentials.append(existing[kc["keyId"]])  # unchanged: Graph never returns key values
+            else:
+                credentials.append(_key_credential(ctx, kc))
+        app.key_credentials = credentials
+    for key, attr in (("displayName", "display_name"), ("isFallbackPublicClient", "is_fallback_public_client")):
+        if key in body:
+            setattr(app, attr, body[key])
+    return Response(204)
+
+
+def _list_sps(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    return _listing(ctx, request, ctx.tenant.service_principals.values(), "servicePrincipals")
+
+
+def _create_sp(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    body = request.body or {}
+    tenant = ctx.tenant
+    app = tenant.app_by_app_id(str(body.get("appId", "")))
+    if app is None:
+        raise GraphError(
+            400,
+            "Request_BadRequest",
+            f"The appId '{body.get('appId')}' of the service principal does not reference a valid application object.",
+        )
+    if tenant.sp_for_app(app.app_id) is not None:
+        raise GraphError(409, "Request_MultipleObjectsWithSameKeyValue", "The service principal already exists.")
+    sp = ServicePrincipal(
+        id=tenant.new_id(),
+        app_id=app.app_id,
+        display_name=app.display_name,
+        app_role_assignment_required=bool(body.get("appRoleAssignmentRequired")),
+        tags=list(body.get("tags") or []),
+    )
+    tenant.service_principals[sp.id] = sp
+    return Response(201, sp.to_graph())
+
+
+def delete_sp(ctx: Context, sp: ServicePrincipal) -> None:
+    tenant = ctx.tenant
+    del tenant.service_principals[sp.id]
+    for aid in [a.id for a in tenant.assignments.values() if sp.id in (a.principal_id, a.resource_id)]:
+        del tenant.assignments[aid]
+    for gid in [g.id for g in tenant.grants.values() if g.client_id == sp.id]:
+        del tenant.grants[gid]
+
+
+def _sp_item(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
+    sid = args[0]
+    sp = ctx.tenant.service_principals.get(sid.lower())
+    if sp is None:
+        raise not_found(sid)
+    if request.method == "GET":
+        return Response(200, sp.to_graph())
+    if sp.id == catalog.GRAPH_SP_ID:
+        raise GraphError(403, "Authorization_RequestDenied", "Microsoft Graph's service principal cannot be deleted.")
+    delete_sp(ctx, sp)
+    return Response(204)
+
+
+def _add_owner(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    return Response(204)
+
+
+def register(router: Router) -> None:
+    router.add("GET", "applications", _list_apps, catalog.READ_APPS)
+    router.add("POST", "applications", _create_app, catalog.WRITE_APPS)
+    router.add("GET", "applications/{}", _app_item, catalog.READ_APPS)
+    router.add("PATCH DELETE", "applications/{}", _app_item, catalog.WRITE_APPS)
+    router.add("POST", "applications|servicePrincipals/{}/owners/$ref", _add_owner, catalog.WRITE_APPS)
+    router.add("GET", "servicePrincipals", _list_sps, catalog.READ_APPS)
+    router.add("POST", "servicePrincipals", _create_sp, catalog.WRITE_APPS)
+    router.add("GET", "servicePrincipals/{}", _sp_item, catalog.READ_APPS)
+    router.add("DELETE", "servicePrincipals/{}", _sp_item, catalog.WRITE_APPS)
