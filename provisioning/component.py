@@ -9,12 +9,10 @@ from typing import Any
 import pulumi
 import pulumi_azuread as azuread
 import pulumi_tls as tls
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig
 from provisioning.errors import ProvisioningError
-from revoke_ops.facts import GRAPH_APP_ID
+from revoke_ops.facts import GRAPH_APP_ID, rfc3339, thumbprint, utc_seconds
 
 __all__ = ["TYPE_TOKEN", "RevokerApp", "RevokerAppArgs"]
 
@@ -33,11 +31,7 @@ class RevokerAppArgs:
 
 
 def _thumbprints(pem: str) -> dict[str, str]:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    return {
-        "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303  # Entra's x5t is SHA-1
-        "thumbprintSha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
-    }
+    return {"thumbprint": thumbprint(pem), "thumbprintSha256": thumbprint(pem, "sha256")}
 
 
 class RevokerApp(pulumi.ComponentResource):
@@ -97,7 +91,8 @@ class RevokerApp(pulumi.ComponentResource):
             client_id=app.client_id,
             owners=owners,
             app_role_assignment_required=cfg.operators_group is not None,
-            tags=["revoke-sessions"],
+            # No tags here: Graph merges the application's tags into the service principal's, so
+            # any list set here reads back different and would show a diff on every run.
             opts=protected,
         )
 
@@ -179,16 +174,21 @@ class RevokerApp(pulumi.ComponentResource):
             allowed_uses=["digital_signature", "client_auth"],
             opts=child,
         )
+        # pulumi-tls writes validity_end_time with Go's MarshalText (local offset, nanoseconds), but
+        # azuread reads end_date back from Graph as UTC whole seconds (Format(time.RFC3339)) and
+        # end_date forces a new credential: pass it in that form, or every `up` replaces the
+        # certificate. The X.509 notAfter is whole seconds, so truncating loses nothing.
+        not_after = cert.validity_end_time.apply(utc_seconds)
         credential = azuread.ApplicationCertificate(
             f"{name}-{slot.name}",
             application_id=app.id,
             type="AsymmetricX509Cert",
             encoding="pem",
             value=cert.cert_pem,
-            end_date=cert.validity_end_time,
+            end_date=not_after,
             opts=child,
         )
-        entry = pulumi.Output.all(cert.cert_pem, credential.key_id, cert.validity_end_time).apply(
+        entry = pulumi.Output.all(cert.cert_pem, credential.key_id, not_after).apply(
             lambda v: {"slot": slot.name, "source": "generated", **_thumbprints(v[0]), "keyId": v[1], "notAfter": v[2]}
         )
         return entry, cert.cert_pem, pulumi.Output.secret(key.private_key_pem_pkcs8)
@@ -196,7 +196,7 @@ class RevokerApp(pulumi.ComponentResource):
     def _provided(
         self, name: str, slot: ProvidedCertificate, app: azuread.Application, child: pulumi.ResourceOptions
     ) -> pulumi.Output[dict[str, Any]]:
-        not_after = slot.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+        not_after = rfc3339(slot.not_after)
         credential = azuread.ApplicationCertificate(
             f"{name}-{slot.name}",
             application_id=app.id,

@@ -42,6 +42,23 @@ class User:
     department: str | None
     sessions_valid_from: datetime
     roles: list[str] = field(default_factory=list)  # directory role names
+    # signInActivity: last interactive and non-interactive sign-in (attempts); None = none recorded
+    last_sign_in: datetime | None = None
+    last_non_interactive_sign_in: datetime | None = None
+
+    def sign_in_activity(self) -> dict[str, Any] | None:
+        """Graph's signInActivity, or None for a user who never signed in (Graph then omits it)."""
+        if self.last_sign_in is None and self.last_non_interactive_sign_in is None:
+            return None
+        never = "0001-01-01T00:00:00Z"
+        return {
+            "lastSignInDateTime": iso(self.last_sign_in) if self.last_sign_in else never,
+            "lastSignInRequestId": str(uuid.uuid5(uuid.NAMESPACE_OID, self.id)) if self.last_sign_in else None,
+            "lastNonInteractiveSignInDateTime": (
+                iso(self.last_non_interactive_sign_in) if self.last_non_interactive_sign_in else never
+            ),
+            "lastNonInteractiveSignInRequestId": None,
+        }
 
     def tier(self) -> str:
         tiers = {ROLES_BY_NAME[r].target_tier for r in self.roles}
@@ -73,6 +90,9 @@ class User:
             "officeLocation": None,
             "preferredLanguage": None,
         }
+        activity = self.sign_in_activity()
+        if activity is not None:
+            full["signInActivity"] = activity  # returned only on $select, like Graph
         if select:
             return {"id": self.id, **{k: full[k] for k in select if k in full}}
         # Graph's default user projection: no externalUserState, accountEnabled, department or
@@ -225,6 +245,12 @@ class Tenant:
     def __init__(self, tenant_id: str, seed: int = 1) -> None:
         self.tenant_id = tenant_id
         self.rng = random.Random(seed)
+        self.seed = seed
+        #: Microsoft Entra ID P1/P2: without it Graph refuses to serve signInActivity
+        self.premium = True
+        #: Graph's limit for reads of signInActivity (per app, per minute; 0: off) and its buckets
+        self.activity_reads_per_minute = 10.0
+        self.activity_reads: dict[str, tuple[float, float]] = {}
         self.users: list[User] = []
         self.users_by_id: dict[str, User] = {}
         self.users_by_upn: dict[str, User] = {}
@@ -465,4 +491,7 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
     for g in range(groups - 2):
         members = [u.id for u in rng.sample(ordinary, min(len(ordinary), rng.randint(5, 60)))]
         tenant.add_group(f"team-{g:03d}", members)
+    from sandbox.activity import seed_activity  # sandbox.activity builds on this module
+
+    seed_activity(tenant)
     return tenant

@@ -98,7 +98,7 @@ def test_values_arrive_as_pulumi_strings():
         (
             {"readPermissions": '["Directory.Read.All"]'},
             "revoke-sessions:readPermissions must list only User.Read.All, GroupMember.Read.All, "
-            "RoleManagement.Read.Directory (got 'Directory.Read.All')",
+            "RoleManagement.Read.Directory, AuditLog.Read.All (got 'Directory.Read.All')",
         ),
         (
             {"readPermissions": "User.Read.All"},

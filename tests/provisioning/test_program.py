@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from provisioning.mocks import MemoryDirectory
-from revoke_ops.facts import GRAPH_APP_ID, bundle_schema
+from revoke_ops.bundle import parse_bundle
+from revoke_ops.facts import GRAPH_APP_ID, bundle_schema, rfc3339, utc_seconds
 from tests.certs import make_certificate, sha1_thumbprint
 from tests.provisioning.conftest import ROOT, Run, run_mockrun
 
@@ -162,7 +164,6 @@ def test_generated_certificate_key_is_secret_and_matches(program: Program):
     assert cert_res["inputs"]["validityPeriodHours"] == 90 * 24
     app_cert = run.one("applicationCertificate:ApplicationCertificate")
     assert app_cert["inputs"]["value"] == cert_res["outputs"]["certPem"]
-    assert app_cert["inputs"]["endDate"] == cert_res["outputs"]["validityEndTime"]
     assert app_cert["inputs"]["applicationId"] == "/applications/" + run.outputs["applicationObjectId"]
     assert run.secret_outputs == ["privateKeyPem"]
     key = serialization.load_pem_private_key(run.outputs["privateKeyPem"].encode(), password=None)
@@ -171,7 +172,35 @@ def test_generated_certificate_key_is_secret_and_matches(program: Program):
     (entry,) = run.outputs["certificates"]
     assert entry["thumbprint"] == sha1_thumbprint(run.outputs["certificatePem"])
     assert entry["keyId"] == app_cert["outputs"]["keyId"]
-    assert entry["notAfter"] == cert_res["outputs"]["validityEndTime"]
+    assert entry["notAfter"] == utc_seconds(cert_res["outputs"]["validityEndTime"])
+
+
+def test_provider_times_in_go_format_reach_bundle_and_end_date_as_utc_whole_seconds(program: Program):
+    run = ok(program({"certificates": [{"name": "primary", "rsaBits": 2048, "validityDays": 30}]}))
+    end = run.one("tls:index/selfSignedCert:SelfSignedCert")["outputs"]["validityEndTime"]
+    # The mocks answer as pulumi-tls does: Go's MarshalText, a local offset and a fraction.
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?[+-]\d\d:\d\d", end), end
+    app_cert = run.one("applicationCertificate:ApplicationCertificate")
+    # end_date forces a new credential and azuread reads it back from Graph as UTC whole seconds:
+    # what the program sends must equal what is read back, or every `up` replaces the certificate.
+    assert app_cert["inputs"]["endDate"] == app_cert["outputs"]["endDate"] == utc_seconds(end)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", app_cert["inputs"]["endDate"])
+    cert = x509.load_pem_x509_certificate(run.outputs["certificatePem"].encode())
+    assert app_cert["inputs"]["endDate"] == rfc3339(cert.not_valid_after_utc)
+    # `revoke-ops bundle check` accepts the bundle exactly as `pulumi stack output --json` prints it.
+    bundle = parse_bundle(json.loads(json.dumps(run.outputs)))
+    assert [c.not_after for c in bundle.certificates] == [app_cert["inputs"]["endDate"]]
+
+
+def test_no_configured_tags_read_back_different(program: Program):
+    # Graph returns a service principal's tags merged with its application's: any tags set on the
+    # service principal would differ from what is read back, a diff on every run.
+    run = ok(program({"permissionMode": "both"}))
+    for resource in run.resources:
+        if "tags" in resource["inputs"]:
+            assert resource["outputs"]["tags"] == resource["inputs"]["tags"], resource["name"]
+    sp = run.one("servicePrincipal:ServicePrincipal")
+    assert "revoke-sessions" in sp["outputs"]["tags"]  # inherited from the application
 
 
 def test_supplied_certificate_keeps_the_private_key_out_of_state(program: Program):
@@ -182,9 +211,9 @@ def test_supplied_certificate_keeps_the_private_key_out_of_state(program: Progra
     assert "certificatePem" not in run.outputs
     app_cert = run.one("applicationCertificate:ApplicationCertificate")
     assert app_cert["inputs"]["value"].strip() == cert_pem.strip()
-    assert app_cert["inputs"]["endDate"] == x509.load_pem_x509_certificate(
-        cert_pem.encode()
-    ).not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert app_cert["inputs"]["endDate"] == rfc3339(
+        x509.load_pem_x509_certificate(cert_pem.encode()).not_valid_after_utc
+    )
     (entry,) = run.outputs["certificates"]
     assert entry == {**entry, "slot": "hsm", "source": "provided", "thumbprint": sha1_thumbprint(cert_pem)}
     body = "".join(key_pem.splitlines()[1:-1])
