@@ -225,7 +225,7 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    #: resource options the engine saw: ``parent`` (URN) and ``protect``
+    #: resource options the engine saw: ``parent`` (URN), ``protect`` and ``aliases``
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -240,6 +240,8 @@ class RecordingMonitor(MockMonitor):
         self._provider_mocks.options[(request.type, request.name)] = {
             "parent": request.parent,
             "protect": bool(request.protect),
+            # names this resource was known by before (Pulumi alias specs, or full URNs)
+            "aliases": [a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 

@@ -20,8 +20,9 @@ from revoke_ops import __version__
 from revoke_ops.bundle import Bundle, load_bundle
 from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
 from revoke_ops.engine import EngineOptions, Summary
-from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError
+from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError, exit_code_for
 from revoke_ops.journal import default_journal_path
+from revoke_ops.outcomes import Outcome
 
 __all__ = ["ExitCode", "main"]
 
@@ -86,6 +87,14 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--concurrency", type=int, default=4, help="batches in flight")
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     group.add_argument("--max-attempts", type=int, default=10, help="per user, for 5xx and connection errors")
+    group.add_argument(
+        "--max-retry-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="the longest single pause, whatever Graph's Retry-After says; a longer one counts as a failed "
+        "attempt of that batch (default: 120)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -196,7 +205,8 @@ class Progress:
         self.shown = now
         done = sum(summary.counts.values())
         rate = done / max(1e-6, now - self.started)
-        eta = f" ETA {max(0.0, (self.total - done) / rate):.0f}s" if self.total and rate else ""
+        left = summary.eta(self.total - done) if self.total else None  # from the pacer's budget
+        eta = f" ETA {left:.0f}s" if left is not None else ""
         counts = " ".join(f"{k}={v}" for k, v in summary.counts.items() if v)
         of = f"/{self.total}" if self.total else ""
         sys.stderr.write(f"\r{done}{of} users {rate:.1f}/s{eta} {counts}\x1b[K")
@@ -251,6 +261,7 @@ async def _revoke(args: argparse.Namespace) -> int:
             write_rate=args.write_rate,
             concurrency=args.concurrency,
             max_attempts=args.max_attempts,
+            max_retry_wait=args.max_retry_wait,
             dry_run=args.dry_run,
         ),
     )
@@ -329,7 +340,7 @@ async def _revoke(args: argparse.Namespace) -> int:
             print(f"journal: {result.journal}")
     for warning in result.warnings:
         log.warning("%s", warning)
-    if not args.dry_run and summary.counts["revoked"]:
+    if not args.dry_run and summary.counts[Outcome.REVOKED]:
         log.warning(
             "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "
             "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
@@ -450,9 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as err:
         _report(err, debug)
         return ExitCode.SERVICE
-    except RevokeOpsError as err:
+    except RevokeOpsError as err:  # the rest of the root: mapped in revoke_ops.errors
         _report(err, debug)
-        return ExitCode.NOT_ALL_REVOKED
+        return ExitCode(exit_code_for(err))
     except Exception as err:  # noqa: BLE001  # last resort: one line, traceback only with --debug
         _report(err, debug, prefix=f"unexpected {type(err).__name__}: ")
         return ExitCode.NOT_ALL_REVOKED

@@ -26,8 +26,9 @@ from typing import Any
 
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.errors import InputError
-from revoke_ops.graph import BatchItem, GraphSession, TransportError, UnreadableResponseError, user_path
+from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import JournalState, read_journal
+from revoke_ops.outcomes import Outcome
 from revoke_ops.resolve import Capabilities
 
 __all__ = ["Verdict", "VerifyResult", "verify"]
@@ -136,11 +137,11 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
     for record in state.outcomes.values():
         outcome = record["outcome"]
         entry = {"id": record["id"], "upn": record.get("upn"), "target": record.get("target"), "journal": outcome}
-        if outcome in ("excluded", "skipped_external"):
+        if outcome in (Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL):
             result.as_asked += 1
-        elif outcome == "not_found":
+        elif outcome == Outcome.NOT_FOUND:
             result.not_found.append({**entry, "verdict": Verdict.NOT_FOUND})
-        elif outcome in ("revoked", "failed") and record.get("id") and record.get("sentAt"):
+        elif outcome in (Outcome.REVOKED, Outcome.FAILED) and record.get("id") and record.get("sentAt"):
             todo.append(record)
         else:  # forbidden, or failed before anything was sent
             reason = record.get("reason") or record.get("code") or outcome
@@ -152,16 +153,7 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
                 BatchItem(str(n + 1), "GET", f"{user_path(r['id'])}?$select=id,signInSessionsValidFromDateTime")
                 for n, r in enumerate(chunk)
             ]
-            answers: dict[str, Any] = {}
-            for _attempt in range(5):
-                try:
-                    response = await session.batch(items)
-                except (TransportError, UnreadableResponseError):
-                    continue
-                if response.status == 200 and isinstance(response.body, dict):
-                    answers = {str(a.get("id")): a for a in response.body.get("responses", [])}
-                    if all(answers.get(i.id, {}).get("status") == 200 for i in items):
-                        break
+            answers = await session.batch_read(items)  # retried per item under the READ policy
             for n, record in enumerate(chunk):
                 _judge(result, record, answers.get(str(n + 1), {}), skew)
     return result
@@ -180,8 +172,8 @@ def _judge(result: VerifyResult, record: dict[str, Any], answer: dict[str, Any],
         "signInSessionsValidFrom": valid_from,
     }
     if valid_from and _parse(valid_from) >= _parse(record["sentAt"]).replace(microsecond=0) - skew:
-        (result.verified if record["outcome"] == "revoked" else result.settled).append(entry)
+        (result.verified if record["outcome"] == Outcome.REVOKED else result.settled).append(entry)
         return
-    entry["verdict"] = Verdict.NOT_REVOKED if record["outcome"] == "revoked" else Verdict.FAILED
+    entry["verdict"] = Verdict.NOT_REVOKED if record["outcome"] == Outcome.REVOKED else Verdict.FAILED
     entry["reason"] = "not readable" if not valid_from else "sessions valid from before the revocation"
     result.not_verified.append(entry)

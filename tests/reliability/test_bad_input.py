@@ -126,7 +126,7 @@ def victim(ops: Ops) -> str:
 
 def assert_no_crash(code: int, err: str) -> None:
     assert "revoke-ops: error: unexpected " not in err and "Traceback" not in err, err
-    assert code in (0, 1, 2, 3), (code, err)
+    assert code in (0, 1, 2, 3, 4), (code, err)  # 4: Graph unreachable or failing, nothing changed
 
 
 @pytest.mark.slow
