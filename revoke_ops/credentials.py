@@ -25,9 +25,10 @@ from typing import Any
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from revoke_ops import facts
 from revoke_ops.bundle import Bundle, refuse_loose_permissions
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.facts import CLOUDS
@@ -176,7 +177,7 @@ def _join_key_and_certificate(pem: bytes, source: str, bundle: Bundle | None) ->
     cert = next((c for c in certs if matches(c)), None)
     if cert is None:
         raise InputError(f"{source} holds no certificate matching its private key")
-    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303  # Entra's thumbprint
+    thumbprint = facts.thumbprint(cert.public_bytes(serialization.Encoding.DER))
     if bundle is not None and thumbprint not in {c.thumbprint for c in bundle.certificates}:
         registered = ", ".join(c.thumbprint for c in bundle.certificates)
         log.warning(
