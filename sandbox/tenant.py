@@ -42,6 +42,7 @@ class User:
     department: str | None
     sessions_valid_from: datetime
     roles: list[str] = field(default_factory=list)  # directory role names
+    created: float = float("-inf")  # sandbox clock seconds; seeded users exist from the start
 
     def tier(self) -> str:
         tiers = {ROLES_BY_NAME[r].target_tier for r in self.roles}
@@ -87,6 +88,7 @@ class Group:
     id: str
     display_name: str
     members: list[str] = field(default_factory=list)  # user and group ids
+    added: dict[str, float] = field(default_factory=dict)  # member id -> sandbox clock seconds (seeded: absent)
 
     def to_graph(self) -> dict[str, Any]:
         return {
@@ -225,6 +227,9 @@ class Tenant:
     def __init__(self, tenant_id: str, seed: int = 1) -> None:
         self.tenant_id = tenant_id
         self.rng = random.Random(seed)
+        #: Entra ID P1 (group-based app assignment) and P2 (PIM: eligible role assignments)
+        self.p1_licence = True
+        self.p2_licence = True
         self.users: list[User] = []
         self.users_by_id: dict[str, User] = {}
         self.users_by_upn: dict[str, User] = {}
@@ -282,6 +287,7 @@ class Tenant:
         department: str | None = None,
         roles: tuple[str, ...] = (),
         enabled: bool = True,
+        created: float = float("-inf"),
     ) -> User:
         upn = upn or f"{alias}@{DOMAIN}"
         mail = None if "#EXT#" in upn else upn
@@ -298,6 +304,7 @@ class Tenant:
             department=department,
             sessions_valid_from=datetime(2026, 1, 1, tzinfo=UTC),
             roles=list(roles),
+            created=created,
         )
         self.users.append(user)
         self.users_by_id[user.id] = user
@@ -309,6 +316,14 @@ class Tenant:
         self.groups[group.id] = group
         self._closure.clear()
         return group
+
+    def add_member(self, group_id: str, member_id: str, at: float) -> None:
+        """Add a user or group to a group at sandbox time ``at``."""
+        group = self.groups[group_id]
+        if member_id not in group.members:
+            group.members.append(member_id)
+            group.added[member_id] = at
+            self._closure.clear()
 
     def group_named(self, name: str) -> Group:
         return next(g for g in self.groups.values() if g.display_name == name)
@@ -377,13 +392,18 @@ class Tenant:
         return sorted(scopes)
 
     def user_assigned(self, sp_id: str, user_id: str) -> bool:
-        """Whether a user is assigned to an app (directly or through a group, transitively)."""
+        """Whether a user is assigned to an app: directly, or as a *direct* member of an assigned group.
+
+        Entra does not follow nested groups for app assignment, and group-based assignment needs
+        Entra ID P1 or P2 (without it, only direct user assignments count).
+        """
         for a in self.assignments.values():
             if a.resource_id != sp_id:
                 continue
             if a.principal_id == user_id:
                 return True
-            if a.principal_id in self.groups and user_id in self.transitive_members(a.principal_id):
+            group = self.groups.get(a.principal_id)
+            if group is not None and self.p1_licence and user_id in group.members:
                 return True
         return False
 
