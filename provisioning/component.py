@@ -9,12 +9,10 @@ from typing import Any
 import pulumi
 import pulumi_azuread as azuread
 import pulumi_tls as tls
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
-from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig
+from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig, certificate_common_name
 from provisioning.errors import ProvisioningError
-from revoke_ops.facts import GRAPH_APP_ID
+from revoke_ops.facts import GRAPH_APP_ID, rfc3339, thumbprint, utc_seconds
 
 __all__ = ["TYPE_TOKEN", "RevokerApp", "RevokerAppArgs"]
 
@@ -33,11 +31,7 @@ class RevokerAppArgs:
 
 
 def _thumbprints(pem: str) -> dict[str, str]:
-    cert = x509.load_pem_x509_certificate(pem.encode())
-    return {
-        "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303  # Entra's x5t is SHA-1
-        "thumbprintSha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
-    }
+    return {"thumbprint": thumbprint(pem), "thumbprintSha256": thumbprint(pem, "sha256")}
 
 
 class RevokerApp(pulumi.ComponentResource):
@@ -97,36 +91,42 @@ class RevokerApp(pulumi.ComponentResource):
             client_id=app.client_id,
             owners=owners,
             app_role_assignment_required=cfg.operators_group is not None,
-            tags=["revoke-sessions"],
+            # No tags here: Graph merges the application's tags into the service principal's, so
+            # any list set here reads back different and would show a diff on every run.
             opts=protected,
         )
 
         # Admin consent for application permissions: one assignment per permission and principal.
-        principals: list[tuple[str, pulumi.Input[str]]] = [("app", sp.object_id)]
-        principals += [(f"principal{i + 1}", pid) for i, pid in enumerate(cfg.grant_to_principals)]
-        for label, principal in principals:
+        # Grants are named by the object id they grant to, never by list position: a name that
+        # moves when the list is reordered makes Pulumi create the new grant before deleting the
+        # old one, and Graph refuses the duplicate with 409 (hashicorp/terraform-provider-azuread#690).
+        # The alias is the name releases before this one gave by position, so a stack deployed by
+        # them is renamed in place on its next `up` (as long as that `up` keeps the lists as they were).
+        principals: list[tuple[str, pulumi.Input[str], str | None]] = [("app", sp.object_id, None)]
+        principals += [(pid, pid, f"principal{i + 1}") for i, pid in enumerate(cfg.grant_to_principals)]
+        for label, principal, old in principals:
             for perm, role_id in role_ids.items():
                 azuread.AppRoleAssignment(
                     f"{name}-{label}-{perm}",
                     app_role_id=role_id,
                     principal_object_id=principal,
                     resource_object_id=graph.object_id,
-                    opts=child,
+                    opts=_renamed(child, f"{name}-{old}-{perm}" if old else None),
                 )
 
         # Admin consent for delegated permissions (claim values are scope NAMES).
         if cfg.delegated:
-            targets: list[tuple[str, str | None]] = [
-                (f"user{i + 1}", u) for i, u in enumerate(cfg.delegated_consent_users)
+            targets: list[tuple[str, str | None, str | None]] = [
+                (user, user, f"user{i + 1}") for i, user in enumerate(cfg.delegated_consent_users)
             ]
-            for label, user in targets or [("all", None)]:
+            for label, user, old in targets or [("all", None, None)]:
                 azuread.ServicePrincipalDelegatedPermissionGrant(
                     f"{name}-delegated-{label}",
                     service_principal_object_id=sp.object_id,
                     resource_service_principal_object_id=graph.object_id,
                     claim_values=list(scope_ids),
                     user_object_id=user,
-                    opts=child,
+                    opts=_renamed(child, f"{name}-delegated-{old}" if old else None),
                 )
         if cfg.operators_group is not None:
             azuread.AppRoleAssignment(
@@ -174,21 +174,26 @@ class RevokerApp(pulumi.ComponentResource):
         cert = tls.SelfSignedCert(
             f"{name}-{slot.name}-cert",
             private_key_pem=key.private_key_pem,
-            subject={"common_name": f"{cfg.display_name} ({slot.name})"},
+            subject={"common_name": certificate_common_name(cfg.display_name, slot.name)},
             validity_period_hours=slot.validity_days * 24,
             allowed_uses=["digital_signature", "client_auth"],
             opts=child,
         )
+        # pulumi-tls writes validity_end_time with Go's MarshalText (local offset, nanoseconds), but
+        # azuread reads end_date back from Graph as UTC whole seconds (Format(time.RFC3339)) and
+        # end_date forces a new credential: pass it in that form, or every `up` replaces the
+        # certificate. The X.509 notAfter is whole seconds, so truncating loses nothing.
+        not_after = cert.validity_end_time.apply(utc_seconds)
         credential = azuread.ApplicationCertificate(
             f"{name}-{slot.name}",
             application_id=app.id,
             type="AsymmetricX509Cert",
             encoding="pem",
             value=cert.cert_pem,
-            end_date=cert.validity_end_time,
+            end_date=not_after,
             opts=child,
         )
-        entry = pulumi.Output.all(cert.cert_pem, credential.key_id, cert.validity_end_time).apply(
+        entry = pulumi.Output.all(cert.cert_pem, credential.key_id, not_after).apply(
             lambda v: {"slot": slot.name, "source": "generated", **_thumbprints(v[0]), "keyId": v[1], "notAfter": v[2]}
         )
         return entry, cert.cert_pem, pulumi.Output.secret(key.private_key_pem_pkcs8)
@@ -196,7 +201,7 @@ class RevokerApp(pulumi.ComponentResource):
     def _provided(
         self, name: str, slot: ProvidedCertificate, app: azuread.Application, child: pulumi.ResourceOptions
     ) -> pulumi.Output[dict[str, Any]]:
-        not_after = slot.not_after.strftime("%Y-%m-%dT%H:%M:%SZ")
+        not_after = rfc3339(slot.not_after)
         credential = azuread.ApplicationCertificate(
             f"{name}-{slot.name}",
             application_id=app.id,
@@ -215,6 +220,13 @@ class RevokerApp(pulumi.ComponentResource):
                 "notAfter": not_after,
             }
         )
+
+
+def _renamed(opts: pulumi.ResourceOptions, old_name: str | None) -> pulumi.ResourceOptions:
+    """``opts`` with an alias from ``old_name`` (same type and parent), when there is one."""
+    if old_name is None:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old_name)]))
 
 
 def _lookup(ids: Mapping[str, str] | None, name: str, kind: str) -> str:

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from provisioning.errors import StackConfigError
-from revoke_ops.facts import CLOUDS, READ_PERMISSIONS, REVOKE_PERMISSION, Cloud
+from revoke_ops.facts import CLOUDS, READ_PERMISSIONS, REVOKE_PERMISSION, Cloud, endpoint_problems
 
 __all__ = [
     "DEFAULTS",
@@ -33,6 +33,7 @@ __all__ = [
     "GeneratedCertificate",
     "ProvidedCertificate",
     "StackConfig",
+    "certificate_common_name",
     "load",
     "load_from_pulumi",
 ]
@@ -45,6 +46,8 @@ RSA_BITS: Final = (2048, 3072, 4096)
 VALIDITY_DAYS: Final = (1, 730)
 MIN_PROVIDED_RSA_BITS: Final = 2048
 DISPLAY_NAME_MAX: Final = 120
+#: X.509's upper bound for a common name (RFC 5280 ub-common-name).
+COMMON_NAME_MAX: Final = 64
 SLOT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 
 #: Every key of the ``revoke-sessions:`` namespace with its default, as Pulumi.yaml declares it.
@@ -113,6 +116,8 @@ class StackConfig:
     owners: tuple[str, ...]
     protect: bool
     cloud: Cloud
+    #: Valid but risky settings, to show the deployer (``pulumi up`` prints them as warnings).
+    warnings: tuple[str, ...] = ()
 
     @property
     def application(self) -> bool:
@@ -138,6 +143,11 @@ class StackConfig:
     def delegated_permissions(self) -> tuple[str, ...]:
         """Names granted as delegated permissions (empty in application mode)."""
         return self.permissions if self.delegated else ()
+
+
+def certificate_common_name(display_name: str, slot: str) -> str:
+    """The subject common name of a generated slot's certificate."""
+    return f"{display_name} ({slot})"
 
 
 def _key(name: str) -> str:
@@ -260,6 +270,10 @@ def load(
     display_name = r.string("displayName")
     if not display_name or len(display_name) > DISPLAY_NAME_MAX:
         r.fail("displayName", f"must be 1 to {DISPLAY_NAME_MAX} characters (got {_show(display_name)})")
+    elif any(not c.isprintable() for c in display_name):
+        r.fail(
+            "displayName", f"must be one line of printable characters, no newlines or tabs (got {_show(display_name)})"
+        )
 
     mode = r.string("permissionMode")
     if mode not in PERMISSION_MODES:
@@ -296,6 +310,23 @@ def load(
     protect = r.boolean("protect")
     cloud = _cloud(r, azuread, environ)
     certificates = _certificates(r, base_dir, now())
+    for slot in certificates:
+        common_name = certificate_common_name(display_name, slot.name)
+        if isinstance(slot, GeneratedCertificate) and len(common_name) > COMMON_NAME_MAX:
+            room = COMMON_NAME_MAX - len(common_name) + len(display_name)
+            r.fail(
+                "displayName",
+                f"is too long for certificate slot {slot.name!r}: the certificate's common name "
+                f"{_show(common_name)} would be {len(common_name)} characters, over X.509's "
+                f"{COMMON_NAME_MAX}; use at most {room} characters (or a shorter slot name)",
+            )
+    warnings: list[str] = []
+    if mode in ("delegated", "both") and operators_group is None:
+        warnings.append(
+            f"{_key('operatorsGroup')} is not set: with permissionMode {mode}, every user in the tenant "
+            "can sign in to the app and obtain the delegated scopes; set operatorsGroup to the group of "
+            "operators (see docs/provisioning.md)"
+        )
 
     if r.problems:
         raise StackConfigError(r.problems)
@@ -311,6 +342,7 @@ def load(
         owners=owners,
         protect=protect,
         cloud=cloud,
+        warnings=tuple(warnings),
     )
 
 
@@ -336,14 +368,10 @@ def _cloud(r: _Reader, azuread: Mapping[str, Any], environ: Mapping[str, str]) -
             )
         return cloud
     problems = len(r.problems)
-    if not _is_https_url(endpoints["authorityHost"]):
-        r.fail("authorityHost", f"must be an https:// URL with cloud custom (got {_show(endpoints['authorityHost'])})")
     graph = endpoints["graphEndpoint"].rstrip("/")
-    if not re.match(r"^https://[^\s/]+/v1\.0$", graph):
-        r.fail(
-            "graphEndpoint",
-            f"must be an https:// URL ending in /v1.0 with cloud custom (got {_show(endpoints['graphEndpoint'])})",
-        )
+    # The same rules revoke-ops applies to a bundle: https, no user info, no query, /v1.0.
+    for problem in endpoint_problems("custom", graph, endpoints["authorityHost"]):
+        r.problems.append(f"{NAMESPACE}:{problem} (with cloud custom)")
     if not (_is_https_url(endpoints["graphScope"]) and endpoints["graphScope"].endswith("/.default")):
         r.fail(
             "graphScope",
@@ -395,7 +423,7 @@ def _generated(r: _Reader, where: str, item: dict[str, Any]) -> GeneratedCertifi
     bits = item.get("rsaBits", 2048)
     days = item.get("validityDays", 365)
     ok = True
-    if isinstance(bits, bool) or bits not in RSA_BITS:
+    if isinstance(bits, bool) or not isinstance(bits, int) or bits not in RSA_BITS:
         r.fail(f"{where}.rsaBits", f"must be one of {', '.join(map(str, RSA_BITS))} (got {_show(bits)})")
         ok = False
     low, high = VALIDITY_DAYS
@@ -495,4 +523,7 @@ def load_from_pulumi(base_dir: Path | None = None) -> StackConfig:
     raw = {name: project.get(name) for name in sorted(names)}
     raw = {k: v for k, v in raw.items() if v is not None}
     azuread = {"tenantId": provider.get("tenantId"), "environment": provider.get("environment")}
-    return load(raw, azuread=azuread, environ=os.environ, base_dir=base_dir)
+    config = load(raw, azuread=azuread, environ=os.environ, base_dir=base_dir)
+    for warning in config.warnings:
+        pulumi.log.warn(warning)
+    return config

@@ -5,17 +5,32 @@ azuread provider performs, against a pluggable :class:`Directory`: :class:`Memor
 unit tests, or the sandbox's Graph endpoints for ``python -m sandbox apply``. It answers with the
 provider's outputs (camelCase), echoing inputs, as the real provider would. pulumi-tls keys and
 certificates are generated for real with ``cryptography``.
+
+Outputs take the formats the real providers produce, so that the program meets them here first:
+
+- pulumi-tls ``validityStartTime``/``validityEndTime`` are Go's ``time.MarshalText`` of a
+  ``time.Now()``-based value (terraform-provider-tls ``internal/provider/common_cert.go``): the
+  deployer's local offset and up to nine fractional digits (``2027-11-26T17:13:00.123456789+01:00``).
+- azuread ``ApplicationCertificate`` sends ``key`` as base64 of the ``value`` text for ``pem``, and
+  of a re-encoded PEM block for ``base64``/``hex`` (``internal/helpers/credentials.go``,
+  ``KeyCredentialForResource``), ``endDateTime`` as ``time.Parse(RFC3339)`` then
+  ``Format(RFC3339)`` (offset kept, fraction dropped), and reads ``end_date`` back from Graph as
+  UTC whole seconds (``applicationCertificateResourceRead``).
+- A service principal's ``tags`` read back from Graph are the union of its own and its
+  application's tags (Microsoft Graph ``application`` resource, ``tags``).
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, Protocol
 
 import pulumi
@@ -25,7 +40,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from pulumi.runtime.mocks import MockMonitor
 
-from revoke_ops.facts import GRAPH_APP_ID, READ_PERMISSIONS, REVOKE_PERMISSION
+from revoke_ops.facts import GRAPH_APP_ID, READ_PERMISSIONS, REVOKE_PERMISSION, parse_rfc3339, rfc3339, thumbprint
 
 __all__ = [
     "Directory",
@@ -167,7 +182,7 @@ class MemoryDirectory:
         app = self.objects.get(application_id)
         if app is None:
             raise DirectoryError(f"application {application_id} was not found")
-        stored = {**credential, "keyId": credential.get("keyId") or self._new_id()}
+        stored = graph_key_credential(credential, self._new_id)
         app["keyCredentials"].append(stored)
         return stored
 
@@ -180,6 +195,8 @@ class MemoryDirectory:
             "@kind": "servicePrincipal",
             "id": self._new_id(),
             "displayName": app["displayName"],
+            # Graph merges the application's tags into its service principal's.
+            "tags": _union(body.get("tags", []), app.get("tags", [])),
             "owners": owners,
             "appRoles": [],
             "oauth2PermissionScopes": [],
@@ -208,7 +225,7 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    #: resource options the engine saw: ``parent`` (URN) and ``protect``
+    #: resource options the engine saw: ``parent`` (URN), ``protect`` and ``aliases``
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -223,6 +240,8 @@ class RecordingMonitor(MockMonitor):
         self._provider_mocks.options[(request.type, request.name)] = {
             "parent": request.parent,
             "protect": bool(request.protect),
+            # names this resource was known by before (Pulumi alias specs, or full URNs)
+            "aliases": [a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
@@ -242,24 +261,77 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def _rfc3339(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _union(first: list[str], second: list[str]) -> list[str]:
+    return [*first, *(t for t in second if t not in first)]
 
 
-def _parse_time(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def go_marshal_text(moment: datetime, nanosecond: int) -> str:
+    """Go's ``time.MarshalText`` (RFC 3339 with nanoseconds, trailing zeros cut) in ``moment``'s zone."""
+    fraction = f"{nanosecond:09d}".rstrip("0")
+    return _go_format(moment, f".{fraction}" if fraction else "")
+
+
+def _go_format(moment: datetime, fraction: str = "") -> str:
+    """Go's ``Format(time.RFC3339)`` (``Z07:00``: ``Z`` for a zero offset, else ``+hh:mm``)."""
+    offset = moment.utcoffset() or timedelta(0)
+    minutes = int(offset.total_seconds()) // 60
+    zone = "Z" if minutes == 0 else f"{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
+
+
+def _certificate_from_key(key: str) -> x509.Certificate:
+    """Graph's reading of a key credential's ``key``: base64 of DER, or of a PEM certificate."""
+    try:
+        data = base64.b64decode(key, validate=True)
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return x509.load_pem_x509_certificate(data)
+        return x509.load_der_x509_certificate(data)
+    except (binascii.Error, ValueError, TypeError):
+        raise DirectoryError("Invalid certificate: key value is invalid.") from None
+
+
+def graph_key_credential(credential: dict[str, Any], new_id: Callable[[], str]) -> dict[str, Any]:
+    """A keyCredential as Graph stores it: UTC times, the thumbprint as customKeyIdentifier."""
+    cert = _certificate_from_key(str(credential.get("key")))
+    try:
+        start = parse_rfc3339(credential["startDateTime"]) if credential.get("startDateTime") else None
+        end = parse_rfc3339(credential["endDateTime"]) if credential.get("endDateTime") else None
+    except ValueError as err:
+        raise DirectoryError(f"Invalid keyCredential date: {err}") from None
+    if end is not None and end > cert.not_valid_after_utc:
+        raise DirectoryError("Key credential end date is invalid: it is after the certificate's notAfter")
+    return {
+        "keyId": credential.get("keyId") or new_id(),
+        "type": credential.get("type", "AsymmetricX509Cert"),
+        "usage": credential.get("usage", "Verify"),
+        "key": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
+        # Graph: "When not provided in the payload, defaults to the thumbprint of the certificate."
+        "customKeyIdentifier": credential.get("customKeyIdentifier")
+        or thumbprint(cert.public_bytes(serialization.Encoding.DER)),
+        "displayName": credential.get("displayName") or f"CN={cert.subject.rfc4514_string()}",
+        "startDateTime": rfc3339(start or cert.not_valid_before_utc),
+        "endDateTime": rfc3339(end or cert.not_valid_after_utc),
+    }
 
 
 class ProviderMocks(pulumi.runtime.Mocks):
     """Pulumi mocks that apply azuread resources to a :class:`Directory` like the real provider.
 
     :param directory: where Graph objects are created.
-    :param now: clock for generated certificates' validity.
+    :param clock_ns: nanoseconds since the epoch, as Go's ``time.Now()`` (generated certificates).
+    :param local_zone: the deployer's zone, in which pulumi-tls writes its times (not UTC by default,
+        so that code which assumes ``Z`` fails here rather than on a deployer's machine).
     """
 
-    def __init__(self, directory: Directory, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        clock_ns: Callable[[], int] = time.time_ns,
+        local_zone: timezone = timezone(timedelta(hours=1)),
+    ) -> None:
         self.directory = directory
-        self.now = now
+        self.clock_ns = clock_ns
+        self.local_zone = local_zone
         self.resources: list[Registered] = []
         self.options: dict[tuple[str, str], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -359,28 +431,22 @@ class ProviderMocks(pulumi.runtime.Mocks):
 
     def _application_certificate(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         application_id = str(inputs["applicationId"]).removeprefix("/applications/")
-        value = inputs["value"]
-        cert = x509.load_pem_x509_certificate(value.encode()) if inputs.get("encoding", "pem") == "pem" else None
-        if cert is None:
-            raise DirectoryError("the mocks only accept pem-encoded certificates")
-        credential = {
-            "keyId": inputs.get("keyId") or None,
-            "type": "AsymmetricX509Cert",
+        credential: dict[str, Any] = {
+            "keyId": inputs.get("keyId") or str(uuid.uuid4()),
+            "type": inputs.get("type", "AsymmetricX509Cert"),
             "usage": "Verify",
-            "key": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
-            "customKeyIdentifier": cert.fingerprint(hashes.SHA1()).hex().upper(),  # noqa: S303  # Entra's x5t
-            "startDateTime": inputs.get("startDate") or _rfc3339(cert.not_valid_before_utc),
-            "endDateTime": inputs.get("endDate") or _rfc3339(cert.not_valid_after_utc),
-            "displayName": f"CN={cert.subject.rfc4514_string()}",
+            "key": _provider_key(str(inputs["value"]), inputs.get("encoding", "pem")),
         }
-        if _parse_time(str(credential["endDateTime"])) > cert.not_valid_after_utc + timedelta(seconds=1):
-            raise DirectoryError("Key credential end date is invalid: it is after the certificate's notAfter")
+        for field_name, key in (("startDate", "startDateTime"), ("endDate", "endDateTime")):
+            if inputs.get(field_name):
+                credential[key] = _go_format(_go_parse_rfc3339(field_name, str(inputs[field_name])))
         stored = self.directory.add_key_credential(application_id, credential)
+        # Read back from Graph (UTC) with Format(time.RFC3339): what a later diff compares against.
         outputs = {
             **inputs,
             "keyId": stored["keyId"],
-            "startDate": credential["startDateTime"],
-            "endDate": credential["endDateTime"],
+            "startDate": _go_format(parse_rfc3339(stored["startDateTime"]).astimezone(UTC)),
+            "endDate": _go_format(parse_rfc3339(stored["endDateTime"]).astimezone(UTC)),
         }
         return f"{application_id}/certificate/{stored['keyId']}", outputs
 
@@ -409,7 +475,8 @@ class ProviderMocks(pulumi.runtime.Mocks):
             raise DirectoryError("the mocks sign certificates with RSA keys only")
         subject = inputs.get("subject") or {}
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject.get("commonName", "revoke-sessions"))])
-        start = self.now().replace(microsecond=0)
+        seconds, nanosecond = divmod(self.clock_ns(), 1_000_000_000)
+        start = datetime.fromtimestamp(seconds, self.local_zone)
         end = start + timedelta(hours=int(inputs["validityPeriodHours"]))
         cert = (
             x509.CertificateBuilder()
@@ -425,11 +492,35 @@ class ProviderMocks(pulumi.runtime.Mocks):
         outputs = {
             **inputs,
             "certPem": cert.public_bytes(serialization.Encoding.PEM).decode(),
-            "validityStartTime": _rfc3339(start),
-            "validityEndTime": _rfc3339(end),
+            # X.509 keeps whole seconds; the provider's outputs keep Go's nanoseconds and zone.
+            "validityStartTime": go_marshal_text(start, nanosecond),
+            "validityEndTime": go_marshal_text(end, nanosecond),
             "readyForRenewal": False,
         }
         return str(cert.serial_number), outputs
+
+
+def _go_parse_rfc3339(field_name: str, value: str) -> datetime:
+    try:
+        return parse_rfc3339(value)
+    except ValueError as err:
+        raise DirectoryError(f"Unable to parse the provided {field_name} {value!r}: {err}") from None
+
+
+def _provider_key(value: str, encoding: str) -> str:
+    """The keyCredential ``key`` the azuread provider sends for ``value`` in ``encoding``."""
+    if encoding == "pem":
+        return base64.b64encode(value.encode()).decode()
+    if encoding not in ("base64", "hex"):
+        raise DirectoryError(f"expected encoding to be one of [base64 hex pem], got {encoding}")
+    try:
+        der = base64.b64decode(value.strip(), validate=True) if encoding == "base64" else bytes.fromhex(value.strip())
+    except (binascii.Error, ValueError):
+        raise DirectoryError(f"failed to decode {encoding} certificate data") from None
+    body = base64.encodebytes(der).decode().replace("\n", "")
+    lines = "\n".join(body[i : i + 64] for i in range(0, len(body), 64))
+    pem = f"-----BEGIN CERTIFICATE-----\n{lines}\n-----END CERTIFICATE-----\n"
+    return base64.b64encode(pem.encode()).decode()
 
 
 def _service_principal_outputs(sp: dict[str, Any]) -> dict[str, Any]:
@@ -441,4 +532,5 @@ def _service_principal_outputs(sp: dict[str, Any]) -> dict[str, Any]:
         "oauth2PermissionScopeIds": {s["value"]: s["id"] for s in sp.get("oauth2PermissionScopes", [])},
         "appRoleAssignmentRequired": sp.get("appRoleAssignmentRequired", False),
         "type": sp.get("servicePrincipalType", "Application"),
+        "tags": list(sp.get("tags", [])),
     }

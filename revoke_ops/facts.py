@@ -88,6 +88,15 @@ READ_PERMISSIONS: Final[dict[str, GraphPermission]] = {
             scope_id="741c54c3-0c1e-44a1-818b-3f97ab4e8c83",
             used_for="revoke privileged users (directory role holders) first",
         ),
+        GraphPermission(
+            name="AuditLog.Read.All",
+            role_id="b0afded3-3588-46d8-8b3d-9842eff778da",
+            scope_id="e4c9e354-4dc5-45b8-9e7c-e1393b0b1a20",
+            used_for=(
+                "revoke users with recent sign-in activity first (read access to the tenant's sign-in and "
+                "audit logs; needs Microsoft Entra ID P1/P2)"
+            ),
+        ),
     )
 }
 

@@ -30,6 +30,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(
         "Directory.ReadWrite.All", "19dbc75e-c2e2-444c-a770-ec69d8559fc7", "c5366453-9fb0-48a5-a156-24f0c49a4b84"
     ),
+    Permission("AuditLog.Read.All", "b0afded3-3588-46d8-8b3d-9842eff778da", "e4c9e354-4dc5-45b8-9e7c-e1393b0b1a20"),
     Permission(
         "RoleManagement.Read.Directory", "483bed4a-2ad3-4361-a73b-c83ccdbdc53c", "741c54c3-0c1e-44a1-818b-3f97ab4e8c83"
     ),

@@ -177,7 +177,7 @@ class Sandbox:
             self.options.bulk_group,
         )
         self.tenant.p1_licence = self.options.p1_licence
-        self.tenant.p2_licence = self.options.p2_licence
+        self.tenant.p2_licence = self.options.p2_licence and self.options.p1_licence  # P2 includes P1
         self.throttle = ThrottleModel(self.clock, len(self.tenant.users), enabled=self.options.throttling)
         self.latency = self.options.latency
         self._thread: threading.Thread | None = None
@@ -489,8 +489,8 @@ class Sandbox:
                 self.identity.settings.auto_approve_user = body["autoApproveUser"]
             if "advancedQueryLag" in body:
                 self.graph.context.settings.advanced_query_lag = float(body["advancedQueryLag"])
-            if "p1Licence" in body:
-                self.tenant.p1_licence = bool(body["p1Licence"])
+            if "p1Licence" in body:  # P2 includes P1: without P1, no P2 either
+                self.tenant.premium = bool(body["p1Licence"])
             if "p2Licence" in body:
                 self.tenant.p2_licence = bool(body["p2Licence"])
             if "throttling" in body:

@@ -43,6 +43,23 @@ class User:
     sessions_valid_from: datetime
     roles: list[str] = field(default_factory=list)  # directory role names
     created: float = float("-inf")  # sandbox clock seconds; seeded users exist from the start
+    # signInActivity: last interactive and non-interactive sign-in (attempts); None = none recorded
+    last_sign_in: datetime | None = None
+    last_non_interactive_sign_in: datetime | None = None
+
+    def sign_in_activity(self) -> dict[str, Any] | None:
+        """Graph's signInActivity, or None for a user who never signed in (Graph then omits it)."""
+        if self.last_sign_in is None and self.last_non_interactive_sign_in is None:
+            return None
+        never = "0001-01-01T00:00:00Z"
+        return {
+            "lastSignInDateTime": iso(self.last_sign_in) if self.last_sign_in else never,
+            "lastSignInRequestId": str(uuid.uuid5(uuid.NAMESPACE_OID, self.id)) if self.last_sign_in else None,
+            "lastNonInteractiveSignInDateTime": (
+                iso(self.last_non_interactive_sign_in) if self.last_non_interactive_sign_in else never
+            ),
+            "lastNonInteractiveSignInRequestId": None,
+        }
 
     def tier(self) -> str:
         tiers = {ROLES_BY_NAME[r].target_tier for r in self.roles}
@@ -74,6 +91,9 @@ class User:
             "officeLocation": None,
             "preferredLanguage": None,
         }
+        activity = self.sign_in_activity()
+        if activity is not None:
+            full["signInActivity"] = activity  # returned only on $select, like Graph
         if select:
             return {"id": self.id, **{k: full[k] for k in select if k in full}}
         # Graph's default user projection: no externalUserState, accountEnabled, department or
@@ -227,9 +247,14 @@ class Tenant:
     def __init__(self, tenant_id: str, seed: int = 1) -> None:
         self.tenant_id = tenant_id
         self.rng = random.Random(seed)
-        #: Entra ID P1 (group-based app assignment) and P2 (PIM: eligible role assignments)
+        #: Entra ID P1 (group-based app assignment, signInActivity) and P2 (PIM: eligible role
+        #: assignments); P2 includes P1
         self.p1_licence = True
         self.p2_licence = True
+        self.seed = seed
+        #: Graph's limit for reads of signInActivity (per app, per minute; 0: off) and its buckets
+        self.activity_reads_per_minute = 10.0
+        self.activity_reads: dict[str, tuple[float, float]] = {}
         self.users: list[User] = []
         self.users_by_id: dict[str, User] = {}
         self.users_by_upn: dict[str, User] = {}
@@ -268,6 +293,15 @@ class Tenant:
                 if p.scope_id
             ],
         )
+
+    @property
+    def premium(self) -> bool:
+        """Entra ID P1 or P2 (without it Graph refuses to serve signInActivity)."""
+        return self.p1_licence or self.p2_licence
+
+    @premium.setter
+    def premium(self, value: bool) -> None:
+        self.p1_licence = self.p2_licence = value
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -403,7 +437,7 @@ class Tenant:
             if a.principal_id == user_id:
                 return True
             group = self.groups.get(a.principal_id)
-            if group is not None and self.p1_licence and user_id in group.members:
+            if group is not None and self.premium and user_id in group.members:
                 return True
         return False
 
@@ -485,4 +519,7 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
     for g in range(groups - 2):
         members = [u.id for u in rng.sample(ordinary, min(len(ordinary), rng.randint(5, 60)))]
         tenant.add_group(f"team-{g:03d}", members)
+    from sandbox.activity import seed_activity  # sandbox.activity builds on this module
+
+    seed_activity(tenant)
     return tenant

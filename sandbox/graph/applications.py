@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -49,23 +50,29 @@ def _create_app(ctx: Context, request: Request, caller: Caller, _: list[str]) ->
 
 def _key_credential(ctx: Context, kc: dict[str, Any]) -> dict[str, Any]:
     from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
 
     try:
-        cert = x509.load_der_x509_certificate(base64.b64decode(kc["key"]))
+        # base64 of DER, or of PEM text as the azuread provider sends it (encoding "pem")
+        data = base64.b64decode(kc["key"], validate=True)
+        is_pem = data.lstrip().startswith(b"-----BEGIN")
+        cert = x509.load_pem_x509_certificate(data) if is_pem else x509.load_der_x509_certificate(data)
+        start, end = (datetime.fromisoformat(kc[k]) if kc.get(k) else None for k in ("startDateTime", "endDateTime"))
     except (KeyError, ValueError, TypeError):
         raise GraphError(400, "Request_BadRequest", "Invalid certificate: key value is invalid.") from None
-    end = kc.get("endDateTime") or iso(cert.not_valid_after_utc)
-    if datetime.fromisoformat(end.replace("Z", "+00:00")) > cert.not_valid_after_utc:
+    if end is not None and end > cert.not_valid_after_utc:
         raise GraphError(400, "Request_BadRequest", "Key credential end date is invalid.")
+    der = cert.public_bytes(serialization.Encoding.DER)
     return {
         "keyId": kc.get("keyId") or ctx.tenant.new_id(),
         "type": "AsymmetricX509Cert",
         "usage": "Verify",
-        "key": kc["key"],
-        "customKeyIdentifier": kc.get("customKeyIdentifier"),
+        "key": base64.b64encode(der).decode(),
+        # Graph: defaults to the certificate's thumbprint when not in the payload
+        "customKeyIdentifier": kc.get("customKeyIdentifier") or hashlib.sha1(der).hexdigest().upper(),  # noqa: S324
         "displayName": kc.get("displayName"),
-        "startDateTime": kc.get("startDateTime") or iso(cert.not_valid_before_utc),
-        "endDateTime": end,
+        "startDateTime": iso(start or cert.not_valid_before_utc),
+        "endDateTime": iso(end or cert.not_valid_after_utc),
     }
 
 

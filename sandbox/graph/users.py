@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sandbox import catalog
+from sandbox import activity, catalog
 from sandbox.graph import query
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, denied, not_found
 from sandbox.graph.routing import Router
@@ -87,8 +87,21 @@ def in_keys(text: str) -> list[str] | None:
     return [v.strip().strip("'").replace("''", "'") for v in match.group(1).split(",") if v.strip()]
 
 
+def _activity(ctx: Context, request: Request, caller: Caller) -> activity.ActivityQuery:
+    """signInActivity's own rules (licence, permission, filters, page size, read limit): sandbox.activity."""
+    clock = ctx.identity.clock
+    try:
+        return activity.users_query(
+            ctx.tenant, caller.app_id, caller.permissions, request.query, clock.now(), clock.scale
+        )
+    except activity.RefusalError as err:
+        raise GraphError(err.status, err.code, err.message, err.headers) from None
+
+
 def list_users(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
-    predicate = query.filter_predicate(request)
+    rules = _activity(ctx, request, caller)
+    own = rules.involved and rules.own_filter  # a filter on signInActivity: its own parser
+    predicate = rules.predicate if own else query.filter_predicate(request)
     search = query.search_predicate(request)
     select = query.select(request.query)
     start = query.skip(request.query)
@@ -138,6 +151,7 @@ def _get_me(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Res
 
 
 def _get_user(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
+    _activity(ctx, request, caller)
     return Response(200, user_json(ctx, user_or_404(ctx, args[0], caller), request.query))
 
 
