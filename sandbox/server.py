@@ -321,7 +321,7 @@ class Sandbox:
             self.tenant.user(f"{alias}@contoso-sandbox.onmicrosoft.com")
             for alias in ("breakglass1", "admin.global", "admin.helpdesk", "operator")
         ]
-        samples += self.tenant.users[-3:]
+        samples += [u for u in self.tenant.users if not u.user_principal_name.startswith("pim.")][-3:]
         self.info = {
             "tenantId": self.tenant.tenant_id,
             "authorityHost": base_url,

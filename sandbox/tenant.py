@@ -43,6 +43,7 @@ class User:
     sessions_valid_from: datetime
     roles: list[str] = field(default_factory=list)  # directory role names
     created: float = float("-inf")  # sandbox clock seconds; seeded users exist from the start
+    eligible_roles: list[str] = field(default_factory=list)  # PIM: directory roles the user may activate
     # signInActivity: last interactive and non-interactive sign-in (attempts); None = none recorded
     last_sign_in: datetime | None = None
     last_non_interactive_sign_in: datetime | None = None
@@ -108,6 +109,8 @@ class Group:
     id: str
     display_name: str
     members: list[str] = field(default_factory=list)  # user and group ids
+    is_assignable_to_role: bool = False  # a role-assignable group (set at creation only, as in Entra)
+    roles: list[str] = field(default_factory=list)  # directory roles assigned to the group (role-assignable only)
     added: dict[str, float] = field(default_factory=dict)  # member id -> sandbox clock seconds (seeded: absent)
 
     def to_graph(self) -> dict[str, Any]:
@@ -118,6 +121,7 @@ class Group:
             "securityEnabled": True,
             "mailEnabled": False,
             "groupTypes": [],
+            "isAssignableToRole": self.is_assignable_to_role,
         }
 
 
@@ -387,8 +391,23 @@ class Tenant:
         return order
 
     def role_holders(self) -> Iterator[tuple[str, User]]:
+        """Users holding a directory role directly (active assignments)."""
         for user in self.users:
             for role in user.roles:
+                yield role, user
+
+    def role_principals(self) -> Iterator[tuple[str, str]]:
+        """(role, principal id) of every active assignment: users, then role-assignable groups."""
+        for role, user in self.role_holders():
+            yield role, user.id
+        for group in self.groups.values():
+            for role in group.roles:
+                yield role, group.id
+
+    def role_eligibilities(self) -> Iterator[tuple[str, User]]:
+        """(role, user) of every PIM-eligible assignment."""
+        for user in self.users:
+            for role in user.eligible_roles:
                 yield role, user
 
     # -- applications and consent -----------------------------------------------------------
@@ -522,4 +541,21 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
     from sandbox.activity import seed_activity  # sandbox.activity builds on this module
 
     seed_activity(tenant)
+    seed_privileged(tenant)
     return tenant
+
+
+def seed_privileged(tenant: Tenant) -> None:
+    """Privilege that is not an active direct assignment (seeded last: the rest of the tenant is unchanged).
+
+    ``role-privileged-admins``, a role-assignable group holding Privileged Authentication
+    Administrator, with one member (``pim.groupadmin``); ``pim.eligible``, PIM-eligible for Global
+    Administrator (no active role).
+    """
+    member = tenant.add_user("pim.groupadmin", "Role Group Member (sandbox)", department="IT")
+    tenant.add_user("pim.eligible", "Eligible Global Admin (sandbox)", department="IT").eligible_roles.append(
+        "Global Administrator"
+    )
+    group = tenant.add_group("role-privileged-admins", [member.id])
+    group.is_assignable_to_role = True
+    group.roles.append("Privileged Authentication Administrator")
