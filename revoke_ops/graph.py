@@ -336,11 +336,12 @@ class GraphSession:
             next_url = link if isinstance(link, str) and link else None
 
     async def read(self, url: str, headers: dict[str, str] | None = None, *, page: bool = False) -> GraphResponse:
-        """GET under the READ policy: connection errors, unreadable answers, 429 and 5xx are retried.
+        """GET under the READ policy: connection errors, unreadable answers, no token for now, 429 and 5xx are retried.
 
         :param page: the answer must be a collection page (a JSON object with a ``value`` list).
         :returns: the last answer (an error status once the policy is exhausted on 429/5xx).
-        :raises ServiceError: the request kept failing to arrive or the answers stayed unreadable.
+        :raises ServiceError: the request kept failing to arrive or the answers stayed unreadable
+            (:class:`TransientAuthError` when no token could be had).
         """
         policy = self.read_policy
         attempt = 0
@@ -352,8 +353,10 @@ class GraphSession:
                     raise UnreadableResponseError(
                         f"HTTP 200 without a collection page ({_shape(response.body)}, no 'value' list)"
                     )
-            except (TransportError, UnreadableResponseError) as err:
+            except (TransportError, UnreadableResponseError, TransientAuthError) as err:
                 if policy.is_exhausted(attempt):
+                    if isinstance(err, TransientAuthError):
+                        raise
                     raise self._read_failed(url, attempt, err) from err
                 wait = policy.wait(attempt)
             else:
@@ -390,7 +393,7 @@ class GraphSession:
             asked: float | None = None
             try:
                 response = await self.batch(todo)
-            except (TransportError, UnreadableResponseError) as err:
+            except (TransportError, UnreadableResponseError, TransientAuthError) as err:
                 log.debug("$batch of %d reads: %s", len(todo), err)
                 retry = todo
             else:
