@@ -100,6 +100,7 @@ def sandbox(
             capture_output=True,
         )
         os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = info["caBundle"]
+        os.environ["REVOKE_OPS_ALLOW_CUSTOM_CLOUD"] = "1"  # the sandbox's bundles are cloud "custom"
         yield Tenant(state, info, bundle, process)
     finally:
         process.send_signal(signal.SIGTERM)

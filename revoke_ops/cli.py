@@ -17,11 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from revoke_ops import __version__
-from revoke_ops.bundle import Bundle, load_bundle
+from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV, Bundle, load_bundle
 from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
 from revoke_ops.engine import EngineOptions, Summary
 from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError, exit_code_for
+from revoke_ops.hardening import harden_process
 from revoke_ops.outcomes import Outcome
+from revoke_ops.redact import RedactingFilter, redact
 
 __all__ = ["ExitCode", "main"]
 
@@ -74,9 +76,24 @@ def _credential_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--client-id", help="without a bundle: the app's (or managed identity's) client id")
     group.add_argument("--tenant-id", help="without a bundle: the tenant id")
+    _trust_options(group)
     parser.add_argument("--output", choices=["table", "json"], default="table", help="result format on stdout")
     parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks (never tokens or keys)")
     parser.add_argument("-v", "--verbose", action="store_true", help="informational logs")
+
+
+def _trust_options(group: Any) -> None:
+    group.add_argument(
+        "--allow-custom-cloud",
+        action="store_true",
+        default=None,
+        help=f"accept a bundle of cloud 'custom' (a sandbox): tokens go to its hosts; or {ALLOW_CUSTOM_CLOUD_ENV}=1",
+    )
+    group.add_argument(
+        "--allow-core-dumps",
+        action="store_true",
+        help="for debugging only: leave core dumps on (they would hold the key and tokens)",
+    )
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
@@ -147,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     check = bundle_commands.add_parser("check", help="validate a bundle file against the bundle schema")
     check.add_argument("file", type=Path, help="the JSON of `pulumi stack output --json --show-secrets`")
+    _trust_options(check)
     return parser
 
 
@@ -157,10 +175,17 @@ def _logging(args: argparse.Namespace) -> None:
     # bodies (client assertions) and token responses.
     for name in ("azure", "msal", "httpx", "httpcore", "kiota_http", "kiota_abstractions", "urllib3", "asyncio"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # azure-identity logs "get_token failed" with the service's answer before raising; the tool's own
+    # message explains the failure (and what to do) once.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def _identity(args: argparse.Namespace) -> Identity:
-    bundle: Bundle | None = load_bundle(args.credentials) if args.credentials else None
+    bundle: Bundle | None = (
+        load_bundle(args.credentials, allow_custom_cloud=args.allow_custom_cloud) if args.credentials else None
+    )
     if args.delegated:
 
         def prompt(uri: str, code: str, expires: Any) -> None:
@@ -183,7 +208,13 @@ def _identity(args: argparse.Namespace) -> Identity:
         return platform_identity(
             args.credential, bundle=bundle, cloud=args.cloud, client_id=args.client_id, tenant_id=args.tenant_id
         )
-    return certificate_identity(bundle=bundle, certificate=args.certificate, cloud=args.cloud)
+    return certificate_identity(
+        bundle=bundle,
+        certificate=args.certificate,
+        cloud=args.cloud,
+        tenant_id=args.tenant_id,
+        client_id=args.client_id,
+    )
 
 
 class Progress:
@@ -402,11 +433,19 @@ async def _doctor(args: argparse.Namespace) -> int:
 
 
 def _bundle_check(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.file)
+    from revoke_ops.credentials import bundle_certificate_problems
+
+    bundle = load_bundle(args.file, allow_custom_cloud=args.allow_custom_cloud)
+    problems, notes = bundle_certificate_problems(bundle)
+    for note in notes:
+        log.warning("%s", note)
+    if problems:
+        raise InputError("\n".join(f"{args.file}: {p}" for p in problems))
     key = "private key included" if bundle.private_key_pem else "no private key (supply --certificate)"
     print(
         f"{args.file}: valid bundle for tenant {bundle.tenant_id}, client {bundle.client_id}, "
         f"cloud {bundle.cloud}, mode {bundle.permission_mode}, {len(bundle.certificates)} certificate(s), {key}"
+        + ("; key matches certificate, certificate valid and registered" if bundle.private_key_pem else "")
     )
     return ExitCode.OK
 
@@ -414,6 +453,8 @@ def _bundle_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if not getattr(args, "allow_core_dumps", False):
+        harden_process()
     if hasattr(args, "debug"):
         _logging(args)
     debug = getattr(args, "debug", False)
@@ -446,8 +487,8 @@ def _report(err: BaseException, debug: bool, prefix: str = "") -> None:
     if debug:
         import traceback
 
-        traceback.print_exception(err, file=sys.stderr)
-    print(f"revoke-ops: error: {prefix}{err}", file=sys.stderr)
+        sys.stderr.write(redact("".join(traceback.format_exception(err))))
+    print(f"revoke-ops: error: {prefix}{redact(str(err))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

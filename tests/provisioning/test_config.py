@@ -19,6 +19,7 @@ from provisioning.config import (
     load,
 )
 from provisioning.errors import StackConfigError
+from provisioning.keys import KEYS
 from revoke_ops.facts import CLOUDS
 from tests.certs import make_certificate, sha1_thumbprint, sha256_fingerprint
 
@@ -56,21 +57,35 @@ def test_defaults_give_application_mode_with_user_read_and_one_generated_slot():
     assert cfg.protect is False
 
 
-def test_pulumi_yaml_declares_every_key_with_the_loaders_default():
+def test_pulumi_yaml_declares_every_key_of_the_table_with_its_type_and_default():
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     declared = project["config"]
-    assert set(declared) == set(DEFAULTS), "Pulumi.yaml and provisioning/config.py declare different keys"
-    for key, spec in declared.items():
-        assert "default" in spec, f"{key} has no default in Pulumi.yaml, so every stack would have to set it"
-        assert spec["default"] == DEFAULTS[key], f"Pulumi.yaml default of {key} differs from the loader's"
-        assert spec["type"] in ("string", "boolean", "integer", "array")
+    table = {k.name: k for k in KEYS if k.type != "structured"}
+    assert set(declared) == set(table), "Pulumi.yaml and provisioning/keys.py declare different keys"
+    for name, key in table.items():
+        spec = declared[name]
+        assert "default" in spec, f"{name} has no default in Pulumi.yaml, so every stack would have to set it"
+        assert spec["default"] == key.default == DEFAULTS[name], f"Pulumi.yaml default of {name} differs"
+        assert spec["type"] == key.type, f"Pulumi.yaml type of {name} differs from the table's"
+        assert spec.get("description"), f"{name} has no description in Pulumi.yaml"
     assert project["stackConfigDir"] == "stacks"
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
-    # The structured key is documented there, with the loader's default.
+    # Structured keys cannot be declared in Pulumi's type system: they are documented there.
     text = (ROOT / "Pulumi.yaml").read_text()
-    assert "revoke-sessions:certificates" in text
+    for key in KEYS:
+        if key.type == "structured":
+            assert f"revoke-sessions:{key.name}" in text
     assert DEFAULT_CERTIFICATES == [{"name": "primary", "rsaBits": 2048, "validityDays": 365}]
+    assert "Default: [{name: primary, rsaBits: 2048, validityDays: 365}]" in text
+
+
+def test_every_key_of_the_table_is_read_by_the_loader():
+    # A value of the wrong type for each key is reported under that key's name.
+    wrong = {k.name: 42 for k in KEYS}
+    message = error_of(wrong)
+    for key in KEYS:
+        assert f"revoke-sessions:{key.name} must" in message, key.name
 
 
 def test_values_arrive_as_pulumi_strings():
