@@ -275,12 +275,14 @@ def test_a_graph_401_mid_run_stops_sending_renews_the_token_and_fails_nobody(
         return original(request, auth)
 
     wrap_graph(ops, monkeypatch, wrap)
+    tokens = count_tokens(ops, monkeypatch)
     journal = tmp_path / "j.jsonl"
     targets = ids_file(tmp_path, users)
     result = ops.cli("revoke", "--from-file", str(targets), "--yes", "--write-rate", "200", "--journal", str(journal))
     # Was: every user of each refused batch failed (exit 1).
     assert result.returncode == 0, result.stderr
     assert refused[0] == 2
+    assert tokens() >= 2, "a new token was fetched from the identity platform after the 401, not the cached one"
     assert sorted(revoked_since(ops, before, users)) == sorted(u.id for u in users)
     assert any(r["type"] == "pause" and r["reason"] == "token-refused" for r in journal_lines(journal))
 
