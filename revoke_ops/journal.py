@@ -18,6 +18,7 @@ from typing import Any
 
 from revoke_ops.errors import InputError
 from revoke_ops.outcomes import Outcome
+from revoke_ops.redact import redact
 from revoke_ops.targets import key_hash
 
 __all__ = ["FINAL_DONE", "Journal", "JournalState", "default_journal_path", "read_journal"]
@@ -54,6 +55,8 @@ class Journal:
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
+        if isinstance(record.get("reason"), str):  # error text a misbehaving peer may have filled with secrets
+            record = {**record, "reason": redact(record["reason"])}
         self._file.write(json.dumps(record, separators=(",", ":"), ensure_ascii=False) + "\n")
 
     def sync(self) -> None:
