@@ -18,7 +18,13 @@ from typing import Any
 
 from revoke_ops import __version__
 from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV, Bundle, load_bundle
-from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
+from revoke_ops.credentials import (
+    Identity,
+    certificate_identity,
+    delegated_identity,
+    github_actions_identity,
+    platform_identity,
+)
 from revoke_ops.engine import EngineOptions, Summary
 from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError, exit_code_for
 from revoke_ops.hardening import harden_process
@@ -59,7 +65,7 @@ def _credential_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--credential",
-        choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines"],
+        choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines", "github-actions"],
         default="certificate",
         help="how to sign in app-only (default: certificate)",
     )
@@ -204,6 +210,10 @@ def _identity(args: argparse.Namespace) -> Identity:
             tenant_id=args.tenant_id,
             cloud=args.cloud,
             prompt=prompt,
+        )
+    if args.credential == "github-actions":
+        return github_actions_identity(
+            bundle=bundle, cloud=args.cloud, client_id=args.client_id, tenant_id=args.tenant_id
         )
     if args.credential != "certificate":
         return platform_identity(
