@@ -43,6 +43,7 @@ from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import Journal, now_iso
 from revoke_ops.outcomes import OUTCOMES, Outcome
 from revoke_ops.pacer import Pacer
+from revoke_ops.redact import redact
 from revoke_ops.retry import DEFAULT_MAX_RETRY_WAIT, Clock, RealClock, RetryPolicy
 
 __all__ = [
@@ -188,7 +189,7 @@ class Record:
             "outcome": str(self.outcome),
             "code": self.code,
             "status": self.status,
-            "reason": self.reason,
+            "reason": redact(self.reason) if self.reason else self.reason,  # a peer may echo secrets
             "requestId": self.request_id,
             "clientRequestId": self.client_request_id,
             "sentAt": self.sent_at,
