@@ -33,6 +33,7 @@ def bundle_outputs(cfg: StackConfig, app: RevokerApp) -> dict[str, pulumi.Input[
         "applicationPermissions": list(cfg.application_permissions),
         "delegatedPermissions": list(cfg.delegated_permissions),
         "certificates": app.certificates,
+        "federatedCredentials": app.federated_credentials,
     }
     if app.certificate_pem is not None and app.private_key_pem is not None:
         outputs["certificatePem"] = app.certificate_pem

@@ -78,8 +78,8 @@ def read_slots(r: Reader, value: Any, base_dir: Path, now: datetime) -> tuple[Ce
 
     Problems are recorded on ``r``; invalid slots are left out of the result.
     """
-    if not isinstance(value, list) or not value:
-        r.fail("certificates", "must be a non-empty list of certificate slots")
+    if not isinstance(value, list):
+        r.fail("certificates", f"must be a list of certificate slots (got {show(value)})")
         return ()
     slots: list[CertificateSlot] = []
     names: set[str] = set()
