@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from revoke_ops.errors import InputError
+from revoke_ops.facts import rfc3339
 from revoke_ops.outcomes import Outcome
 from revoke_ops.targets import key_hash
 
@@ -42,7 +43,7 @@ FORMAT = 2
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(datetime.now(UTC), fraction=True)
 
 
 def default_journal_path(tenant_id: str) -> Path:

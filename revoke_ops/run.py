@@ -356,8 +356,10 @@ async def revoke(
             )
         request, added = resumed_request(request, resume_state)
     check_sources(request)
-    files = [TargetFile.open(name) for name in request.files]
+    files: list[TargetFile] = []
     try:
+        for name in request.files:
+            files.append(TargetFile.open(name))  # a stdin spool is removed on any later error too
         read_policy = dataclasses.replace(READ, max_retry_wait=request.engine.max_retry_wait)
         async with GraphSession(identity, timeout=request.timeout, read_policy=read_policy) as session:
             prepared = await prepare(
