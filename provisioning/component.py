@@ -240,7 +240,8 @@ class RevokerApp(pulumi.ComponentResource):
         return credential.key_id.apply(
             lambda key_id: {
                 "slot": slot.name,
-                "source": "provided",
+                "source": "keyVault" if slot.key_vault_certificate else "provided",
+                **({"keyVaultCertificate": slot.key_vault_certificate} if slot.key_vault_certificate else {}),
                 **_thumbprints(slot.pem),
                 "keyId": key_id,
                 "notAfter": not_after,

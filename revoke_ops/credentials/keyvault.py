@@ -20,22 +20,18 @@ import base64
 import hashlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from ipaddress import ip_address
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
 from revoke_ops.credentials.identity import CredentialKind, Identity, RenewableCredential, ca_bundle
 from revoke_ops.credentials.tenant import resolve_where
 from revoke_ops.errors import AuthError, InputError
-from revoke_ops.facts import CLOUDS
+from revoke_ops.facts import CLOUDS, KeyVaultCertificateRef, parse_key_vault_certificate
 
 if TYPE_CHECKING:
     from revoke_ops.bundle import Bundle
@@ -44,48 +40,23 @@ __all__ = ["KeyVaultCertificateRef", "KeyVaultSigner", "key_vault_identity", "pa
 
 log = logging.getLogger(__name__)
 
-#: Key Vault's DNS suffixes per cloud (Azure Key Vault docs, "Authentication ... national clouds").
-VAULT_SUFFIXES = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn", ".managedhsm.azure.net")
 ASSERTION_LIFETIME = 600
-_URL = re.compile(r"^/certificates/(?P<name>[0-9A-Za-z-]{1,127})(?:/(?P<version>[0-9A-Za-z]{32}))?/?$")
 
 
 def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-@dataclass(frozen=True)
-class KeyVaultCertificateRef:
-    """A parsed ``--key-vault-certificate`` URL."""
-
-    vault_url: str
-    name: str
-    version: str | None
-    loopback: bool
-
-
 def parse_certificate_url(url: str) -> KeyVaultCertificateRef:
-    """Check a Key Vault certificate URL.
+    """Check a ``--key-vault-certificate`` URL.
 
     :raises InputError: not https, not a Key Vault host (nor a loopback test vault), or not
-        ``/certificates/NAME[/VERSION]``.
+        ``/certificates/NAME[/VERSION]``; your own sign-in token is sent to that host.
     """
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
     try:
-        loopback = ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    shape = "https://VAULT.vault.azure.net/certificates/NAME[/VERSION]"
-    match = _URL.match(parts.path)
-    if parts.scheme != "https" or parts.query or parts.fragment or parts.username or match is None:
-        raise InputError(f"--key-vault-certificate must look like {shape} (got {url!r})")
-    if not (loopback or host.endswith(VAULT_SUFFIXES)):
-        raise InputError(
-            f"--key-vault-certificate: {host!r} is not a Key Vault host (one of *{', *'.join(VAULT_SUFFIXES)}); "
-            "your own sign-in token is sent there"
-        )
-    return KeyVaultCertificateRef(f"https://{parts.netloc}", match["name"], match["version"], loopback)
+        return parse_key_vault_certificate(url)
+    except ValueError as err:
+        raise InputError(f"--key-vault-certificate {err}") from None
 
 
 class KeyVaultSigner:

@@ -140,3 +140,44 @@ def test_a_stack_with_only_federated_credentials_provisions_them_as_children_of_
     assert run.outputs["certificates"] == [] and "privateKeyPem" not in run.outputs
     jsonschema.Draft202012Validator(bundle_schema()).validate(run.outputs)
     assert parse_bundle(run.outputs, source="outputs").certificates == ()
+
+
+VAULT_URL = "https://contoso-revoke.vault.azure.net/certificates/revoker"
+
+
+def test_a_key_vault_slot_registers_the_public_part_supplied_beside_the_vault_url(tmp_path: Any):
+    from tests.certs import make_certificate
+
+    pem = make_certificate(days=400)[0]
+    cfg = load(
+        {"certificates": [{"name": "vault", "keyVaultCertificate": VAULT_URL, "pem": pem}]},
+        azuread={"tenantId": TENANT},
+    )
+    (slot,) = cfg.certificates
+    assert slot.key_vault_certificate == VAULT_URL and "BEGIN CERTIFICATE" in slot.pem
+    with pytest.raises(StackConfigError) as caught:
+        load(
+            {
+                "certificates": [
+                    {"name": "a", "keyVaultCertificate": VAULT_URL},
+                    {"name": "b", "keyVaultCertificate": "https://example.com/certificates/x", "pem": pem},
+                ]
+            },
+            azuread={"tenantId": TENANT},
+        )
+    text = str(caught.value)
+    assert "certificates[0] with keyVaultCertificate also needs the certificate's public part as pemFile" in text
+    assert "certificates[1].keyVaultCertificate 'example.com' is not a Key Vault host" in text
+
+
+@pytest.mark.slow
+def test_a_key_vault_slot_is_in_the_bundle_with_its_url_and_no_key(program: Any):
+    from tests.certs import make_certificate
+
+    pem = make_certificate(days=400)[0]
+    run: Run = program({"certificates": [{"name": "vault", "keyVaultCertificate": VAULT_URL, "pem": pem}]})
+    assert run.returncode == 0, run.stderr
+    (entry,) = run.outputs["certificates"]
+    assert entry["source"] == "keyVault" and entry["keyVaultCertificate"] == VAULT_URL
+    assert "privateKeyPem" not in run.outputs and run.of_type("tls:") == []
+    jsonschema.Draft202012Validator(bundle_schema()).validate(run.outputs)
