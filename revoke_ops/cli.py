@@ -422,23 +422,23 @@ def _interrupt_note(request: Any) -> Any:
 
 
 async def _me(args: argparse.Namespace) -> int:
+    from revoke_ops.me import revoke_me
+
     if not args.delegated:
         raise InputError("`revoke-ops me` revokes the signed-in operator's sessions: add --delegated")
     identity = _identity(args)
-    from revoke_ops.graph import GraphSession
-
     try:
-        await identity.token()  # sign in before anything else
-        async with GraphSession(identity) as session:
-            response = await session.send("POST", "/me/revokeSignInSessions")
+        result = await revoke_me(identity)
     finally:
         await identity.close()
-    if 200 <= response.status < 300:
-        print("your sign-in sessions were revoked")
-        return ExitCode.OK
-    raise AuthError(
-        f"Graph refused: {response.status} {response.error_code}: {response.error_message}", response.error_code
-    )
+    if args.output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(
+            f"your sign-in sessions were revoked ({result.user or 'you'}, {result.revoked_at}, request-id "
+            f"{result.request_id or '-'}); `me` writes no journal: note this in your incident record"
+        )
+    return ExitCode.OK
 
 
 async def _verify(args: argparse.Namespace) -> int:

@@ -32,6 +32,7 @@ from typing import Any, BinaryIO
 from revoke_ops.errors import InputError
 from revoke_ops.facts import rfc3339
 from revoke_ops.outcomes import Outcome
+from revoke_ops.redact import redact
 from revoke_ops.targets import key_hash
 
 __all__ = ["FINAL_DONE", "FORMAT", "Journal", "JournalState", "default_journal_path", "read_journal"]
@@ -177,6 +178,8 @@ class Journal:
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
+        if isinstance(record.get("reason"), str):  # error text a misbehaving peer may have filled with secrets
+            record = {**record, "reason": redact(record["reason"])}
         record.pop("hash", None)
         self._hash = chain(self._hash, record)
         line = json.dumps({**record, "hash": self._hash}, separators=(",", ":"), ensure_ascii=False)
