@@ -36,6 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
         consent_delay=args.consent_delay,
         auto_approve_user=args.auto_approve_user,
         port=args.port,
+        p1_licence=not args.no_p1_licence,
+        p2_licence=not args.no_p2_licence,
+        advanced_query_lag=args.advanced_query_lag,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -107,6 +110,22 @@ def main(argv: list[str] | None = None) -> int:
         "--consent-delay", type=float, default=0.0, help="modelled seconds before new consent shows in tokens"
     )
     serve.add_argument("--auto-approve-user", help="UPN that approves device codes and interactive sign-ins")
+    serve.add_argument(
+        "--no-p1-licence",
+        action="store_true",
+        help="the tenant has no Entra ID P1: group-based app assignment does not let anyone sign in",
+    )
+    serve.add_argument(
+        "--no-p2-licence",
+        action="store_true",
+        help="the tenant has no Entra ID P2: PIM-eligible role assignments cannot be listed",
+    )
+    serve.add_argument(
+        "--advanced-query-lag",
+        type=float,
+        default=0.0,
+        help="modelled seconds before a new user or membership shows in advanced queries (eventual consistency)",
+    )
     serve.add_argument("--fault-5xx", type=float, default=0.0)
     serve.add_argument("--fault-item-429", type=float, default=0.0)
     serve.add_argument("--fault-batch-429", type=float, default=0.0, help="a whole $batch answered 429")
