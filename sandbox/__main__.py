@@ -1,4 +1,4 @@
-"""``python -m sandbox serve|apply``: run the emulated tenant, apply a stack to it."""
+"""``python -m sandbox serve|apply|keyvault``: run the emulated tenant, apply a stack to it, run a vault."""
 
 from __future__ import annotations
 
@@ -84,6 +84,12 @@ def _apply_child(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keyvault(args: argparse.Namespace) -> int:
+    from sandbox.keyvault import serve
+
+    return serve(Path(args.state_dir), args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local emulated Entra tenant.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument("--out", type=Path, required=True, help="bundle file to write (mode 0600)")
     app.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     app.set_defaults(func=_apply)
+    vault = commands.add_parser("keyvault", help="serve a loopback Key Vault (sign, get certificate) beside a sandbox")
+    vault.add_argument("--state-dir", type=Path, required=True, help="the running sandbox's state directory")
+    vault.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    vault.set_defaults(func=_keyvault)
     child = commands.add_parser("_apply-child", help=argparse.SUPPRESS)
     child.add_argument("--state-dir", type=Path, required=True)
     child.add_argument("--stack", required=True)
