@@ -127,13 +127,9 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="revoke-ops", description="Revoke Microsoft Entra users' sign-in sessions.")
-    parser.add_argument("--version", action="version", version=f"revoke-ops {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    revoke = commands.add_parser("revoke", help="revoke users' sign-in sessions")
-    targets = revoke.add_argument_group("targets")
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The targets, safety, credential and engine options of a run (revoke and contain)."""
+    targets = parser.add_argument_group("targets")
     targets.add_argument("--user", action="append", default=[], help="object id or UPN (repeatable)")
     targets.add_argument(
         "--from-file",
@@ -148,14 +144,33 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument("--exclude", action="append", default=[], help="never revoke this user (break-glass)")
     targets.add_argument("--exclude-file", action="append", default=[], metavar="FILE", help="exclusions, one per line")
     targets.add_argument("--include-external", action="store_true", help="also send external (guest, B2B) users")
-    safety = revoke.add_argument_group("safety")
+    safety = parser.add_argument_group("safety")
     safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")
     safety.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     safety.add_argument("--reason", default="", help="recorded in the journal")
     safety.add_argument("--journal", type=Path, help="journal path (default under ~/.local/state/revoke-ops)")
     safety.add_argument("--resume", type=Path, metavar="JOURNAL", help="continue an interrupted run")
-    _credential_options(revoke)
-    _engine_options(revoke)
+    _credential_options(parser)
+    _engine_options(parser)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="revoke-ops", description="Revoke Microsoft Entra users' sign-in sessions.")
+    parser.add_argument("--version", action="version", version=f"revoke-ops {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    revoke = commands.add_parser("revoke", help="revoke users' sign-in sessions")
+    _run_options(revoke)
+
+    contain = commands.add_parser(
+        "contain", help="block users' sign-in (accountEnabled false), then revoke their sessions; or --undo"
+    )
+    _run_options(contain)
+    contain.add_argument(
+        "--undo",
+        action="store_true",
+        help="with --journal J: re-enable exactly the accounts that contain run disabled (and were enabled before)",
+    )
 
     me = commands.add_parser("me", help="revoke the signed-in operator's own sessions (delegated)")
     _credential_options(me)
@@ -298,9 +313,15 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 async def _revoke(args: argparse.Namespace) -> int:
-    from revoke_ops.run import Confirmation, RevokeRequest, revoke
+    from revoke_ops.contain import ContainRequest
+    from revoke_ops.run import Confirmation, RevokeRequest
 
-    request = RevokeRequest(
+    containing = args.command == "contain"
+    if containing and args.undo:
+        from revoke_ops.contain_cli import undo_command
+
+        return await undo_command(args, _identity(args), _ask)
+    request = (ContainRequest if containing else RevokeRequest)(
         users=args.user,
         files=args.from_file,
         group=args.group,
@@ -353,7 +374,7 @@ async def _revoke(args: argparse.Namespace) -> int:
         shown += 1
 
     try:
-        result = await revoke(
+        result = await _runner(containing)(
             identity, request, confirm=confirm, on_progress=progress, on_would_revoke=would if args.dry_run else None
         )
     finally:
@@ -368,6 +389,10 @@ async def _revoke(args: argparse.Namespace) -> int:
             "warnings": result.warnings,
             "notRevoked": summary.not_revoked,
         }
+        if containing:
+            from revoke_ops.contain_cli import json_fields
+
+            body.update(json_fields(result))
         if args.dry_run:
             if shown == 0:
                 sys.stdout.write('{\n  "wouldRevoke": [')
@@ -394,17 +419,31 @@ async def _revoke(args: argparse.Namespace) -> int:
         if args.dry_run:
             counts.insert(0, ["would revoke", str(summary.would_revoke)])
         print(_table(counts, ["OUTCOME", "USERS"]))
+        if containing:
+            from revoke_ops.contain_cli import text_report
+
+            print(text_report(result, _table))
         if result.journal:
             print(f"journal: {result.journal}")
     for warning in result.warnings:
         log.warning("%s", warning)
-    if not args.dry_run and summary.counts[Outcome.REVOKED]:
+    if not args.dry_run and summary.counts[Outcome.REVOKED] and not containing:
         log.warning(
             "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "
             "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
             "disable accounts and reset credentials where compromise is suspected."
         )
-    return result.exit_code  # a dry run too: what the real run would exit with (not_found -> 1)
+    return int(result.exit_code)  # a dry run too: what the real run would exit with (not_found -> 1)
+
+
+def _runner(containing: bool) -> Any:
+    if containing:
+        from revoke_ops.contain import contain
+
+        return contain
+    from revoke_ops.run import revoke
+
+    return revoke
 
 
 def _interrupt_note(request: Any) -> Any:
@@ -416,7 +455,8 @@ def _interrupt_note(request: Any) -> Any:
         path = request.resume or request.journal
         if path is None or not Path(path).exists():
             return "nothing was started (no journal was written): nothing was changed"
-        return f"the journal {path} is intact: continue with `revoke-ops revoke --resume {path}`"
+        command = request.spec().get("command", "revoke")
+        return f"the journal {path} is intact: continue with `revoke-ops {command} --resume {path}`"
 
     return note
 
@@ -514,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bundle":
             return _bundle_check(args)
-        handler = {"revoke": _revoke, "me": _me, "verify": _verify, "doctor": _doctor}[args.command]
+        handler = {"revoke": _revoke, "contain": _revoke, "me": _me, "verify": _verify, "doctor": _doctor}[args.command]
         return int(asyncio.run(handler(args)))
     except KeyboardInterrupt:
         note = getattr(args, "interrupt_note", None)

@@ -225,6 +225,7 @@ class JournalState:
 
     header: dict[str, Any]
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> last outcome record
+    disables: dict[str, dict[str, Any]] = field(default_factory=dict)  # contain: user id -> its disable line
     #: True/False from the last run's ``end`` line; None when the last run wrote none (killed)
     completed: bool | None = None
     added_exclusions: list[str] = field(default_factory=list)  # by later resumes (values or file paths)
@@ -318,6 +319,11 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         state.added_exclusions.extend(e for e in record.get("addedExclusions") or [] if e not in state.added_exclusions)
     elif kind == "outcome" and "id" in record:
         state.outcomes[record["id"]] = record
+    elif kind == "disable" and "id" in record:
+        # contain: the line that disabled the account, else the first (its before-state counts for --undo)
+        seen = state.disables.get(record["id"])
+        if seen is None or (record.get("step") == "disabled" and seen.get("step") != "disabled"):
+            state.disables[record["id"]] = record
     elif kind == "end":
         state.completed = bool(record.get("completed", True))
 

@@ -217,6 +217,7 @@ class Sandbox:
         app.router.add_route("*", "/v1.0/{path:.*}", self._graph)
         app.router.add_get("/_control/state", self._control_state)
         app.router.add_get("/_control/revocations", self._control_revocations)
+        app.router.add_get("/_control/account-changes", self._control_account_changes)
         app.router.add_post("/_control/settings", self._control_settings)
         app.router.add_post("/_control/devicecode", self._control_device)
         federation.add_routes(app, self.federation)
@@ -480,6 +481,9 @@ class Sandbox:
 
     async def _control_revocations(self, request: web.Request) -> web.Response:
         return web.json_response([r.to_json() for r in self.tenant.revocations])
+
+    async def _control_account_changes(self, request: web.Request) -> web.Response:
+        return web.json_response([c.to_json() for c in self.tenant.account_changes])
 
     async def _control_settings(self, request: web.Request) -> web.Response:
         body = await request.json()
