@@ -187,5 +187,6 @@ class Summary:
             "requests": self.requests,
             "throttled": self.throttled,
             "seconds": round(self.finished - self.started, 3),
+            **({"tokenPauses": self.pauses} if self.pauses else {}),
             **({"stopped": self.stopped} if self.stopped else {}),
         }
