@@ -139,7 +139,7 @@ def test_inputs_are_data_never_code(ops: Ops, tmp_path: Path):  # noqa: F811
     assert len(ops.run.revocations()) == before
 
     def refused(message: str, **inputs: str) -> None:
-        answer = revoke_run(ops, tmp_path, "revoke", **{"journal": str(tmp_path / "j"), **inputs})
+        answer = revoke_run(ops, tmp_path, "revoke", None, **{"journal": str(tmp_path / "j"), **inputs})
         assert answer.returncode == 2 and message in answer.stderr, answer.stderr
 
     refused("the users file must be inside the repository checkout", users_file="/etc/passwd", reason="r")
