@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from revoke_ops.facts import rfc3339
 from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession
 
 __all__ = [
@@ -86,7 +87,7 @@ def parse_time(value: Any) -> datetime | None:
 
 def format_time(moment: datetime) -> str:
     """An OData DateTimeOffset literal (UTC, whole seconds)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(moment)
 
 
 def last_activity(user: dict[str, Any]) -> datetime | None:

@@ -91,6 +91,12 @@ def _credential_options(parser: argparse.ArgumentParser) -> None:
         help="how to sign in app-only",
     )
     group.add_argument(
+        "--key-vault-certificate",
+        metavar="URL",
+        help="sign in with a non-exportable Key Vault certificate (https://VAULT.vault.azure.net/certificates/NAME"
+        "[/VERSION]): the vault signs each assertion, with your own azure-identity sign-in",
+    )
+    group.add_argument(
         "--delegated",
         nargs="?",
         const="device-code",

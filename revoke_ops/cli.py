@@ -25,10 +25,11 @@ from revoke_ops.credentials import (
     certificate_identity,
     delegated_identity,
     github_actions_identity,
+    key_vault_identity,
     platform_identity,
 )
 from revoke_ops.engine import EngineOptions
-from revoke_ops.errors import AuthError, InputError, RevokeOpsError, exit_code_for
+from revoke_ops.errors import InputError, RevokeOpsError, exit_code_for
 from revoke_ops.hardening import harden_process
 from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
@@ -89,6 +90,16 @@ def _identity(args: argparse.Namespace) -> Identity:
             tenant_id=args.tenant_id,
             cloud=args.cloud,
             prompt=prompt,
+        )
+    if args.key_vault_certificate:
+        if args.certificate is not None or args.credential != "certificate":
+            raise InputError("--key-vault-certificate replaces --certificate and --credential: pass only one of them")
+        return key_vault_identity(
+            args.key_vault_certificate,
+            bundle=bundle,
+            cloud=args.cloud,
+            client_id=args.client_id,
+            tenant_id=args.tenant_id,
         )
     if args.credential == "github-actions":
         return github_actions_identity(
@@ -230,23 +241,21 @@ def _interrupt_note(request: Any) -> Any:
 
 
 async def _me(args: argparse.Namespace, out: Writer) -> int:
+    from revoke_ops.me import revoke_me
+
     if not args.delegated:
         raise InputError("`revoke-ops me` revokes the signed-in operator's sessions: add --delegated")
     identity = _identity(args)
-    from revoke_ops.graph import GraphSession
-
     try:
-        await identity.token()  # sign in before anything else
-        async with GraphSession(identity) as session:
-            response = await session.send("POST", "/me/revokeSignInSessions")
+        result = await revoke_me(identity)
     finally:
         await identity.close()
-    if 200 <= response.status < 300:
-        out.message("your sign-in sessions were revoked", revoked=True)
-        return ExitCode.OK
-    raise AuthError(
-        f"Graph refused: {response.status} {response.error_code}: {response.error_message}", response.error_code
+    out.message(
+        f"your sign-in sessions were revoked ({result.user or 'you'}, {result.revoked_at}, request-id "
+        f"{result.request_id or '-'}); `me` writes no journal: note this in your incident record",
+        **result.to_json(),
     )
+    return ExitCode.OK
 
 
 async def _verify(args: argparse.Namespace, out: Writer) -> int:

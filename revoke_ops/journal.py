@@ -30,7 +30,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from revoke_ops.errors import InputError
+from revoke_ops.facts import rfc3339
 from revoke_ops.outcomes import Outcome
+from revoke_ops.redact import redact
 from revoke_ops.targets import key_hash
 
 __all__ = ["FINAL_DONE", "FORMAT", "Journal", "JournalState", "default_journal_path", "not_revoked", "read_journal"]
@@ -42,7 +44,7 @@ FORMAT = 2
 
 
 def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339(datetime.now(UTC), fraction=True)
 
 
 def default_journal_path(tenant_id: str) -> Path:
@@ -176,6 +178,8 @@ class Journal:
         self._file = os.fdopen(fd, "a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
+        if isinstance(record.get("reason"), str):  # error text a misbehaving peer may have filled with secrets
+            record = {**record, "reason": redact(record["reason"])}
         record.pop("hash", None)
         self._hash = chain(self._hash, record)
         line = json.dumps({**record, "hash": self._hash}, separators=(",", ":"), ensure_ascii=False)

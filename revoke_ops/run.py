@@ -282,6 +282,7 @@ async def execute(
         if journal is not None:
             if not engine.summary.finished:  # stopped part-way: the duration so far, never negative
                 engine.summary.finished = engine.clock.monotonic()
+            stopped = stopped or engine.summary.stopped  # the engine gave up (tokens kept failing)
             journal.end(engine.summary.to_json(), completed=stopped is None, stopped_by=stopped)
             journal.close()
     warnings = list(prepared.confirmation.warnings)

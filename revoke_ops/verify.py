@@ -26,6 +26,7 @@ from typing import Any
 
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.errors import InputError
+from revoke_ops.facts import parse_rfc3339
 from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import JournalState, read_journal
 from revoke_ops.outcomes import Outcome
@@ -48,7 +49,7 @@ class Verdict(enum.StrEnum):
 
 
 def _parse(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parse_rfc3339(value)
 
 
 @dataclass
