@@ -48,7 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(json.dumps(info, indent=2), flush=True)
     print(f"sandbox: serving tenant {info['tenantId']} at {info['authorityHost']} (Ctrl-C stops)", file=sys.stderr)
     try:
-        stop.wait()
+        # Wake up now and then: a signal the kernel delivers to the server thread only runs its
+        # Python handler when the main thread next executes bytecode, and a bare wait() never
+        # returns to do so (the demo's Ctrl-C then hung at random).
+        while not stop.wait(0.2):
+            pass
     finally:
         sandbox.stop()
         (Path(args.state_dir) / "sandbox.json").unlink(missing_ok=True)
