@@ -407,6 +407,7 @@ async def contain(
     confirm: Callable[[Confirmation], bool] | None = None,
     on_progress: Callable[[Summary], None] | None = None,
     on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
 ) -> ContainResult:
     """Block sign-in for, then revoke the sessions of, the request's users (or a dry run).
 
@@ -453,7 +454,13 @@ async def contain(
         return factory
 
     result = await run_request(
-        identity, request, confirm=confirm, on_progress=on_progress, on_would_revoke=on_would_revoke, setup=setup
+        identity,
+        request,
+        confirm=confirm,
+        on_progress=on_progress,
+        on_would_revoke=on_would_revoke,
+        on_settled=on_settled,
+        setup=setup,
     )
     summary = engines[0].contain if engines else ContainSummary()
     fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +11,7 @@ from revoke_ops.contain import CHOSEN, CONTAINED, ContainResult, Step
 from revoke_ops.credentials import Identity
 from revoke_ops.engine import EngineOptions
 from revoke_ops.errors import InputError
+from revoke_ops.output import Writer, table
 from revoke_ops.undo import UNDETECTABLE, UndoPlan, undo_contain
 
 __all__ = ["json_fields", "text_report", "undo_command"]
@@ -25,7 +24,7 @@ def json_fields(result: ContainResult) -> dict[str, Any]:
     return {"contain": result.contain.to_json(), "notContained": result.contain.not_contained}
 
 
-def text_report(result: ContainResult, table: Table) -> str:
+def text_report(result: ContainResult, table: Table = table) -> str:
     parts = []
     rows = [
         [r["step"], r.get("id") or "", r.get("upn") or r.get("target") or "", (r.get("reason") or "")[:90]]
@@ -45,7 +44,9 @@ def text_report(result: ContainResult, table: Table) -> str:
     return "\n".join(parts)
 
 
-async def undo_command(args: argparse.Namespace, identity: Identity, ask: Callable[[str, bool], bool]) -> int:
+async def undo_command(
+    args: argparse.Namespace, identity: Identity, ask: Callable[[str, bool], bool], out: Writer
+) -> int:
     if args.journal is None:
         raise InputError("contain --undo needs --journal JOURNAL: the journal of the contain run to undo")
     for option in ("user", "from_file", "group", "all_users", "resume", "dry_run"):
@@ -60,12 +61,9 @@ async def undo_command(args: argparse.Namespace, identity: Identity, ask: Callab
         result = await undo_contain(identity, args.journal, confirm=confirm, engine=options, http_timeout=args.timeout)
     finally:
         await identity.close()
-    if args.output == "json":
-        body = {"undo": dict(result.steps), "users": result.rows, "journal": str(result.journal), "note": UNDETECTABLE}
-        print(json.dumps(body, indent=2))
-    else:
-        for row in result.rows:
-            sys.stdout.write(f"{row['step']:<20} {row['id']:<36}  {row.get('upn') or ''}  {row.get('reason') or ''}\n")
-        print(f"undo journal: {result.journal}")
+    rows = [[r["step"], r["id"], r.get("upn") or "", (r.get("reason") or "")[:80]] for r in result.rows]
+    text = table(rows, ["ACCOUNT", "ID", "USER", "WHY"]) + f"\nundo journal: {result.journal}"
+    args.exit_code = result.exit_code
+    out.message(text, undo=dict(result.steps), users=result.rows, journal=str(result.journal), note=UNDETECTABLE)
     log.warning("%s", UNDETECTABLE)
     return result.exit_code
