@@ -108,6 +108,13 @@ def _parser() -> argparse.ArgumentParser:
     targets.add_argument("--exclude", action="append", default=[], help="never revoke this user (break-glass)")
     targets.add_argument("--exclude-file", action="append", default=[], metavar="FILE", help="exclusions, one per line")
     targets.add_argument("--include-external", action="store_true", help="also send external (guest, B2B) users")
+    targets.add_argument(
+        "--skip-inactive-days",
+        type=int,
+        metavar="N",
+        help="with --all-users: do NOT revoke users without sign-in activity for more than N days (or never); "
+        "journaled as skipped_inactive. Off by default: nobody is skipped (docs/activity-ordering.md)",
+    )
     safety = revoke.add_argument_group("safety")
     safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")
     safety.add_argument("--yes", action="store_true", help="do not ask for confirmation")
@@ -240,6 +247,7 @@ async def _revoke(args: argparse.Namespace) -> int:
         exclude=args.exclude,
         exclude_files=args.exclude_file,
         include_external=args.include_external,
+        skip_inactive_days=args.skip_inactive_days,
         dry_run=args.dry_run,
         reason=args.reason,
         journal=args.journal,
@@ -256,8 +264,11 @@ async def _revoke(args: argparse.Namespace) -> int:
     identity = _identity(args)
     progress = Progress(None, sys.stderr.isatty() and not args.dry_run)
 
+    said: set[str] = set()  # each warning once, whether at the confirmation or at the end
+
     def confirm(confirmation: Confirmation) -> bool:
         for warning in confirmation.warnings:
+            said.add(warning)
             log.warning("%s", warning)
         progress.total = confirmation.targets
         if args.yes:
@@ -324,7 +335,8 @@ async def _revoke(args: argparse.Namespace) -> int:
         if result.journal:
             print(f"journal: {result.journal}")
     for warning in result.warnings:
-        log.warning("%s", warning)
+        if warning not in said:
+            log.warning("%s", warning)
     if not args.dry_run and summary.counts["revoked"]:
         log.warning(
             "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from revoke_ops.activity import ACTIVITY_PROBE, activity_available, unavailable_reason
 from revoke_ops.credentials import Identity, certificate_days_left, token_claims
 from revoke_ops.errors import AuthError
 from revoke_ops.graph import GraphSession, TransportError, UnreadableResponseError
@@ -111,6 +112,7 @@ async def doctor(
             if not identity.delegated and not caps.read_users:
                 url = "/users/00000000-0000-0000-0000-000000000000?$select=id"
             response = await session.send("GET", url)
+            activity = await session.send("GET", ACTIVITY_PROBE) if activity_available(caps.permissions) else None
     except (TransportError, UnreadableResponseError) as err:
         report.add("graph", "fail", f"Microsoft Graph at {identity.graph_endpoint} is not reachable: {err}")
         return report
@@ -125,4 +127,17 @@ async def doctor(
             "fail",
             f"Microsoft Graph answered {response.status} {response.error_code}: {response.error_message}",
         )
+    if activity is None:
+        report.add(
+            "activity",
+            "warn",
+            "whole-tenant runs go in listing order: revoking recently active users first needs AuditLog.Read.All "
+            "(read access to sign-in logs; add it to readPermissions) and Microsoft Entra ID P1/P2",
+        )
+    elif activity.status == 200:
+        report.add("activity", "ok", "sign-in activity readable: whole-tenant runs revoke recently active users first")
+    else:
+        why = unavailable_reason(activity.status, activity.error_code, activity.error_message)
+        why = why or f"Graph answered {activity.status} {activity.error_code} to a sign-in activity read"
+        report.add("activity", "warn", f"whole-tenant runs go in listing order: {why}")
     return report

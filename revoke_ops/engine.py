@@ -38,7 +38,9 @@ __all__ = ["OUTCOMES", "Clock", "Engine", "EngineOptions", "Final", "Pacer", "Se
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("revoked", "not_found", "forbidden", "skipped_external", "excluded", "failed")
+OUTCOMES = ("revoked", "not_found", "forbidden", "skipped_external", "skipped_inactive", "excluded", "failed")
+#: Outcomes that are what was asked for (not listed among the users not revoked).
+AS_ASKED = ("revoked", "excluded", "skipped_external", "skipped_inactive")
 MAX_BATCH = 20
 
 
@@ -227,9 +229,9 @@ class Engine:
             "clientRequestId": client_request_id,
             "sentAt": sent_at,
         }
-        if outcome not in ("revoked", "excluded", "skipped_external") and len(self.summary.not_revoked) < 1000:
+        if outcome not in AS_ASKED and len(self.summary.not_revoked) < 1000:
             self.summary.not_revoked.append(record)
-        if outcome not in ("revoked", "excluded", "skipped_external"):
+        if outcome not in AS_ASKED:
             log.debug("%s: %s (%s, HTTP %s): %s", who.target, outcome, code, status, reason)
         if self.journal is not None:
             self.journal.outcome(**{k: v for k, v in record.items() if v is not None})
