@@ -10,7 +10,7 @@ import pulumi
 import pulumi_azuread as azuread
 import pulumi_tls as tls
 
-from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig
+from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig, certificate_common_name
 from provisioning.errors import ProvisioningError
 from revoke_ops.facts import GRAPH_APP_ID, rfc3339, thumbprint, utc_seconds
 
@@ -97,31 +97,36 @@ class RevokerApp(pulumi.ComponentResource):
         )
 
         # Admin consent for application permissions: one assignment per permission and principal.
-        principals: list[tuple[str, pulumi.Input[str]]] = [("app", sp.object_id)]
-        principals += [(f"principal{i + 1}", pid) for i, pid in enumerate(cfg.grant_to_principals)]
-        for label, principal in principals:
+        # Grants are named by the object id they grant to, never by list position: a name that
+        # moves when the list is reordered makes Pulumi create the new grant before deleting the
+        # old one, and Graph refuses the duplicate with 409 (hashicorp/terraform-provider-azuread#690).
+        # The alias is the name releases before this one gave by position, so a stack deployed by
+        # them is renamed in place on its next `up` (as long as that `up` keeps the lists as they were).
+        principals: list[tuple[str, pulumi.Input[str], str | None]] = [("app", sp.object_id, None)]
+        principals += [(pid, pid, f"principal{i + 1}") for i, pid in enumerate(cfg.grant_to_principals)]
+        for label, principal, old in principals:
             for perm, role_id in role_ids.items():
                 azuread.AppRoleAssignment(
                     f"{name}-{label}-{perm}",
                     app_role_id=role_id,
                     principal_object_id=principal,
                     resource_object_id=graph.object_id,
-                    opts=child,
+                    opts=_renamed(child, f"{name}-{old}-{perm}" if old else None),
                 )
 
         # Admin consent for delegated permissions (claim values are scope NAMES).
         if cfg.delegated:
-            targets: list[tuple[str, str | None]] = [
-                (f"user{i + 1}", u) for i, u in enumerate(cfg.delegated_consent_users)
+            targets: list[tuple[str, str | None, str | None]] = [
+                (user, user, f"user{i + 1}") for i, user in enumerate(cfg.delegated_consent_users)
             ]
-            for label, user in targets or [("all", None)]:
+            for label, user, old in targets or [("all", None, None)]:
                 azuread.ServicePrincipalDelegatedPermissionGrant(
                     f"{name}-delegated-{label}",
                     service_principal_object_id=sp.object_id,
                     resource_service_principal_object_id=graph.object_id,
                     claim_values=list(scope_ids),
                     user_object_id=user,
-                    opts=child,
+                    opts=_renamed(child, f"{name}-delegated-{old}" if old else None),
                 )
         if cfg.operators_group is not None:
             azuread.AppRoleAssignment(
@@ -169,7 +174,7 @@ class RevokerApp(pulumi.ComponentResource):
         cert = tls.SelfSignedCert(
             f"{name}-{slot.name}-cert",
             private_key_pem=key.private_key_pem,
-            subject={"common_name": f"{cfg.display_name} ({slot.name})"},
+            subject={"common_name": certificate_common_name(cfg.display_name, slot.name)},
             validity_period_hours=slot.validity_days * 24,
             allowed_uses=["digital_signature", "client_auth"],
             opts=child,
@@ -215,6 +220,13 @@ class RevokerApp(pulumi.ComponentResource):
                 "notAfter": not_after,
             }
         )
+
+
+def _renamed(opts: pulumi.ResourceOptions, old_name: str | None) -> pulumi.ResourceOptions:
+    """``opts`` with an alias from ``old_name`` (same type and parent), when there is one."""
+    if old_name is None:
+        return opts
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=[pulumi.Alias(name=old_name)]))
 
 
 def _lookup(ids: Mapping[str, str] | None, name: str, kind: str) -> str:

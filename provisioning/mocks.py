@@ -4,7 +4,8 @@
 azuread provider performs, against a pluggable :class:`Directory`: :class:`MemoryDirectory` for
 unit tests, or the sandbox's Graph endpoints for ``python -m sandbox apply``. It answers with the
 provider's outputs (camelCase), echoing inputs, as the real provider would. pulumi-tls keys and
-certificates are generated for real with ``cryptography``.
+certificates are generated for real with ``cryptography``. (``Directory`` and ``MemoryDirectory``
+live in :mod:`provisioning.directory` and are re-exported here.)
 
 Outputs take the formats the real providers produce, so that the program meets them here first:
 
@@ -24,14 +25,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import itertools
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
 import pulumi
 from cryptography import x509
@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from pulumi.runtime.mocks import MockMonitor
 
-from revoke_ops.facts import GRAPH_APP_ID, READ_PERMISSIONS, REVOKE_PERMISSION, parse_rfc3339, rfc3339, thumbprint
+from provisioning.directory import Directory, DirectoryError, MemoryDirectory, graph_service_principal
+from revoke_ops.facts import parse_rfc3339
 
 __all__ = [
     "Directory",
@@ -63,160 +64,6 @@ F_CLIENT_CONFIG = "azuread:index/getClientConfig:getClientConfig"
 F_SERVICE_PRINCIPAL = "azuread:index/getServicePrincipal:getServicePrincipal"
 
 
-class DirectoryError(Exception):
-    """A directory operation failed the way the provider would report it."""
-
-
-class Directory(Protocol):
-    """The Graph-shaped operations the azuread provider performs for this program.
-
-    Bodies and results are Microsoft Graph JSON objects (camelCase, as on the wire).
-    """
-
-    tenant_id: str
-
-    def caller(self) -> dict[str, str]:
-        """The identity running ``up``: ``clientId`` and ``objectId``."""
-
-    def service_principal_by_app_id(self, app_id: str) -> dict[str, Any] | None:
-        """GET /servicePrincipals?$filter=appId eq '{app_id}' (first match or None)."""
-
-    def applications_named(self, display_name: str) -> list[dict[str, Any]]:
-        """GET /applications?$filter=displayName eq '{display_name}'."""
-
-    def create_application(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:
-        """POST /applications, then add each owner (owners/$ref)."""
-
-    def add_key_credential(self, application_id: str, credential: dict[str, Any]) -> dict[str, Any]:
-        """Add one keyCredential to the application (PATCH keyCredentials)."""
-
-    def create_service_principal(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:
-        """POST /servicePrincipals, then add each owner."""
-
-    def create_app_role_assignment(self, resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /servicePrincipals/{resource_id}/appRoleAssignedTo."""
-
-    def create_oauth2_permission_grant(self, body: dict[str, Any]) -> dict[str, Any]:
-        """POST /oauth2PermissionGrants."""
-
-
-def graph_service_principal(object_id: str) -> dict[str, Any]:
-    """The Microsoft Graph service principal as Graph returns it, with the ids this project uses."""
-    permissions = [REVOKE_PERMISSION, *READ_PERMISSIONS.values()]
-    return {
-        "id": object_id,
-        "appId": GRAPH_APP_ID,
-        "displayName": "Microsoft Graph",
-        "servicePrincipalType": "Application",
-        "appRoleAssignmentRequired": False,
-        "appRoles": [
-            {
-                "id": p.role_id,
-                "value": p.name,
-                "allowedMemberTypes": ["Application"],
-                "displayName": p.name,
-                "description": p.used_for,
-                "isEnabled": True,
-            }
-            for p in permissions
-            if p.role_id
-        ],
-        "oauth2PermissionScopes": [
-            {
-                "id": p.scope_id,
-                "value": p.name,
-                "type": "Admin",
-                "adminConsentDisplayName": p.name,
-                "adminConsentDescription": p.used_for,
-                "isEnabled": True,
-            }
-            for p in permissions
-            if p.scope_id
-        ],
-    }
-
-
-@dataclass
-class MemoryDirectory:
-    """An in-memory directory for unit tests: holds what the program created, nothing else."""
-
-    tenant_id: str = "00000000-0000-4000-8000-000000000001"
-    caller_object_id: str = "00000000-0000-4000-8000-00000000c0de"
-    graph_sp_id: str = "00000000-0000-4000-8000-0000000067a9"
-    objects: dict[str, dict[str, Any]] = field(default_factory=dict)
-    assignments: list[dict[str, Any]] = field(default_factory=list)
-    grants: list[dict[str, Any]] = field(default_factory=list)
-    #: extra application display names that already exist in the tenant
-    existing_app_names: set[str] = field(default_factory=set)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def __post_init__(self) -> None:
-        self.objects[self.graph_sp_id] = graph_service_principal(self.graph_sp_id)
-
-    def _new_id(self) -> str:
-        with self._lock:
-            return str(uuid.UUID(int=(0xABCD << 96) + next(self._ids)))
-
-    def caller(self) -> dict[str, str]:
-        return {"clientId": "04b07795-8ddb-461a-bbee-02f9e1bf7b46", "objectId": self.caller_object_id}
-
-    def service_principal_by_app_id(self, app_id: str) -> dict[str, Any] | None:
-        return next((o for o in self.objects.values() if o.get("appId") == app_id and "appRoles" in o), None)
-
-    def applications_named(self, display_name: str) -> list[dict[str, Any]]:
-        found = [
-            o for o in self.objects.values() if o.get("@kind") == "application" and o["displayName"] == display_name
-        ]
-        if display_name in self.existing_app_names:
-            found.append({"id": "pre-existing", "displayName": display_name})
-        return found
-
-    def create_application(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:
-        app = {**body, "@kind": "application", "id": self._new_id(), "appId": self._new_id(), "owners": owners}
-        app.setdefault("keyCredentials", [])
-        self.objects[app["id"]] = app
-        return app
-
-    def add_key_credential(self, application_id: str, credential: dict[str, Any]) -> dict[str, Any]:
-        app = self.objects.get(application_id)
-        if app is None:
-            raise DirectoryError(f"application {application_id} was not found")
-        stored = graph_key_credential(credential, self._new_id)
-        app["keyCredentials"].append(stored)
-        return stored
-
-    def create_service_principal(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:
-        app = next((o for o in self.objects.values() if o.get("appId") == body["appId"]), None)
-        if app is None:
-            raise DirectoryError(f"no application with appId {body['appId']}")
-        sp = {
-            **body,
-            "@kind": "servicePrincipal",
-            "id": self._new_id(),
-            "displayName": app["displayName"],
-            # Graph merges the application's tags into its service principal's.
-            "tags": _union(body.get("tags", []), app.get("tags", [])),
-            "owners": owners,
-            "appRoles": [],
-            "oauth2PermissionScopes": [],
-        }
-        self.objects[sp["id"]] = sp
-        return sp
-
-    def create_app_role_assignment(self, resource_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        if resource_id not in self.objects:
-            raise DirectoryError(f"resource service principal {resource_id} was not found")
-        assignment = {**body, "resourceId": resource_id, "id": self._new_id()}
-        self.assignments.append(assignment)
-        return assignment
-
-    def create_oauth2_permission_grant(self, body: dict[str, Any]) -> dict[str, Any]:
-        grant = {**body, "id": self._new_id()}
-        self.grants.append(grant)
-        return grant
-
-
 @dataclass
 class Registered:
     """One resource the program registered, with the inputs it sent and the outputs it got."""
@@ -225,7 +72,7 @@ class Registered:
     name: str
     inputs: dict[str, Any]
     outputs: dict[str, Any]
-    #: resource options the engine saw: ``parent`` (URN) and ``protect``
+    #: resource options the engine saw: ``parent`` (URN), ``protect`` and ``aliases``
     options: dict[str, Any] = field(default_factory=dict)
 
 
@@ -240,6 +87,8 @@ class RecordingMonitor(MockMonitor):
         self._provider_mocks.options[(request.type, request.name)] = {
             "parent": request.parent,
             "protect": bool(request.protect),
+            # names this resource was known by before (Pulumi alias specs, or full URNs)
+            "aliases": [a.spec.name if a.HasField("spec") else a.urn for a in request.aliases],
         }
         return super().RegisterResource(request)  # type: ignore[no-untyped-call]
 
@@ -259,10 +108,6 @@ def _unwrap(value: Any) -> Any:
     return value
 
 
-def _union(first: list[str], second: list[str]) -> list[str]:
-    return [*first, *(t for t in second if t not in first)]
-
-
 def go_marshal_text(moment: datetime, nanosecond: int) -> str:
     """Go's ``time.MarshalText`` (RFC 3339 with nanoseconds, trailing zeros cut) in ``moment``'s zone."""
     fraction = f"{nanosecond:09d}".rstrip("0")
@@ -275,41 +120,6 @@ def _go_format(moment: datetime, fraction: str = "") -> str:
     minutes = int(offset.total_seconds()) // 60
     zone = "Z" if minutes == 0 else f"{'+' if minutes > 0 else '-'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + fraction + zone
-
-
-def _certificate_from_key(key: str) -> x509.Certificate:
-    """Graph's reading of a key credential's ``key``: base64 of DER, or of a PEM certificate."""
-    try:
-        data = base64.b64decode(key, validate=True)
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return x509.load_pem_x509_certificate(data)
-        return x509.load_der_x509_certificate(data)
-    except (binascii.Error, ValueError, TypeError):
-        raise DirectoryError("Invalid certificate: key value is invalid.") from None
-
-
-def graph_key_credential(credential: dict[str, Any], new_id: Callable[[], str]) -> dict[str, Any]:
-    """A keyCredential as Graph stores it: UTC times, the thumbprint as customKeyIdentifier."""
-    cert = _certificate_from_key(str(credential.get("key")))
-    try:
-        start = parse_rfc3339(credential["startDateTime"]) if credential.get("startDateTime") else None
-        end = parse_rfc3339(credential["endDateTime"]) if credential.get("endDateTime") else None
-    except ValueError as err:
-        raise DirectoryError(f"Invalid keyCredential date: {err}") from None
-    if end is not None and end > cert.not_valid_after_utc:
-        raise DirectoryError("Key credential end date is invalid: it is after the certificate's notAfter")
-    return {
-        "keyId": credential.get("keyId") or new_id(),
-        "type": credential.get("type", "AsymmetricX509Cert"),
-        "usage": credential.get("usage", "Verify"),
-        "key": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
-        # Graph: "When not provided in the payload, defaults to the thumbprint of the certificate."
-        "customKeyIdentifier": credential.get("customKeyIdentifier")
-        or thumbprint(cert.public_bytes(serialization.Encoding.DER)),
-        "displayName": credential.get("displayName") or f"CN={cert.subject.rfc4514_string()}",
-        "startDateTime": rfc3339(start or cert.not_valid_before_utc),
-        "endDateTime": rfc3339(end or cert.not_valid_after_utc),
-    }
 
 
 class ProviderMocks(pulumi.runtime.Mocks):

@@ -17,10 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from revoke_ops import __version__
-from revoke_ops.bundle import Bundle, load_bundle
+from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV, Bundle, load_bundle
 from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
 from revoke_ops.engine import EngineOptions, Summary
-from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError
+from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError, exit_code_for
+from revoke_ops.hardening import harden_process
+from revoke_ops.outcomes import Outcome
+from revoke_ops.redact import RedactingFilter, redact
 
 __all__ = ["ExitCode", "main"]
 
@@ -73,9 +76,24 @@ def _credential_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--client-id", help="without a bundle: the app's (or managed identity's) client id")
     group.add_argument("--tenant-id", help="without a bundle: the tenant id")
+    _trust_options(group)
     parser.add_argument("--output", choices=["table", "json"], default="table", help="result format on stdout")
     parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks (never tokens or keys)")
     parser.add_argument("-v", "--verbose", action="store_true", help="informational logs")
+
+
+def _trust_options(group: Any) -> None:
+    group.add_argument(
+        "--allow-custom-cloud",
+        action="store_true",
+        default=None,
+        help=f"accept a bundle of cloud 'custom' (a sandbox): tokens go to its hosts; or {ALLOW_CUSTOM_CLOUD_ENV}=1",
+    )
+    group.add_argument(
+        "--allow-core-dumps",
+        action="store_true",
+        help="for debugging only: leave core dumps on (they would hold the key and tokens)",
+    )
 
 
 def _engine_options(parser: argparse.ArgumentParser) -> None:
@@ -85,6 +103,14 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--concurrency", type=int, default=4, help="batches in flight")
     group.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
     group.add_argument("--max-attempts", type=int, default=10, help="per user, for 5xx and connection errors")
+    group.add_argument(
+        "--max-retry-wait",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="the longest single pause, whatever Graph's Retry-After says; a longer one counts as a failed "
+        "attempt of that batch (default: 120)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -145,6 +171,7 @@ def _parser() -> argparse.ArgumentParser:
     bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
     check = bundle_commands.add_parser("check", help="validate a bundle file against the bundle schema")
     check.add_argument("file", type=Path, help="the JSON of `pulumi stack output --json --show-secrets`")
+    _trust_options(check)
     return parser
 
 
@@ -155,10 +182,17 @@ def _logging(args: argparse.Namespace) -> None:
     # bodies (client assertions) and token responses.
     for name in ("azure", "msal", "httpx", "httpcore", "kiota_http", "kiota_abstractions", "urllib3", "asyncio"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # azure-identity logs "get_token failed" with the service's answer before raising; the tool's own
+    # message explains the failure (and what to do) once.
+    logging.getLogger("azure.identity").setLevel(logging.ERROR)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
 
 
 def _identity(args: argparse.Namespace) -> Identity:
-    bundle: Bundle | None = load_bundle(args.credentials) if args.credentials else None
+    bundle: Bundle | None = (
+        load_bundle(args.credentials, allow_custom_cloud=args.allow_custom_cloud) if args.credentials else None
+    )
     if args.delegated:
 
         def prompt(uri: str, code: str, expires: Any) -> None:
@@ -181,7 +215,13 @@ def _identity(args: argparse.Namespace) -> Identity:
         return platform_identity(
             args.credential, bundle=bundle, cloud=args.cloud, client_id=args.client_id, tenant_id=args.tenant_id
         )
-    return certificate_identity(bundle=bundle, certificate=args.certificate, cloud=args.cloud)
+    return certificate_identity(
+        bundle=bundle,
+        certificate=args.certificate,
+        cloud=args.cloud,
+        tenant_id=args.tenant_id,
+        client_id=args.client_id,
+    )
 
 
 class Progress:
@@ -202,7 +242,8 @@ class Progress:
         self.shown = now
         done = sum(summary.counts.values())
         rate = done / max(1e-6, now - self.started)
-        eta = f" ETA {max(0.0, (self.total - done) / rate):.0f}s" if self.total and rate else ""
+        left = summary.eta(self.total - done) if self.total else None  # from the pacer's budget
+        eta = f" ETA {left:.0f}s" if left is not None else ""
         counts = " ".join(f"{k}={v}" for k, v in summary.counts.items() if v)
         of = f"/{self.total}" if self.total else ""
         sys.stderr.write(f"\r{done}{of} users {rate:.1f}/s{eta} {counts}\x1b[K")
@@ -258,6 +299,7 @@ async def _revoke(args: argparse.Namespace) -> int:
             write_rate=args.write_rate,
             concurrency=args.concurrency,
             max_attempts=args.max_attempts,
+            max_retry_wait=args.max_retry_wait,
             dry_run=args.dry_run,
         ),
     )
@@ -337,7 +379,7 @@ async def _revoke(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         if warning not in said:
             log.warning("%s", warning)
-    if not args.dry_run and summary.counts["revoked"]:
+    if not args.dry_run and summary.counts[Outcome.REVOKED]:
         log.warning(
             "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "
             "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
@@ -403,11 +445,19 @@ async def _doctor(args: argparse.Namespace) -> int:
 
 
 def _bundle_check(args: argparse.Namespace) -> int:
-    bundle = load_bundle(args.file)
+    from revoke_ops.credentials import bundle_certificate_problems
+
+    bundle = load_bundle(args.file, allow_custom_cloud=args.allow_custom_cloud)
+    problems, notes = bundle_certificate_problems(bundle)
+    for note in notes:
+        log.warning("%s", note)
+    if problems:
+        raise InputError("\n".join(f"{args.file}: {p}" for p in problems))
     key = "private key included" if bundle.private_key_pem else "no private key (supply --certificate)"
     print(
         f"{args.file}: valid bundle for tenant {bundle.tenant_id}, client {bundle.client_id}, "
         f"cloud {bundle.cloud}, mode {bundle.permission_mode}, {len(bundle.certificates)} certificate(s), {key}"
+        + ("; key matches certificate, certificate valid and registered" if bundle.private_key_pem else "")
     )
     return ExitCode.OK
 
@@ -415,6 +465,8 @@ def _bundle_check(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     args = _parser().parse_args(argv)
+    if not getattr(args, "allow_core_dumps", False):
+        harden_process()
     if hasattr(args, "debug"):
         _logging(args)
     debug = getattr(args, "debug", False)
@@ -435,9 +487,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as err:
         _report(err, debug)
         return ExitCode.SERVICE
-    except RevokeOpsError as err:
+    except RevokeOpsError as err:  # the rest of the root: mapped in revoke_ops.errors
         _report(err, debug)
-        return ExitCode.NOT_ALL_REVOKED
+        return ExitCode(exit_code_for(err))
     except Exception as err:  # noqa: BLE001  # last resort: one line, traceback only with --debug
         _report(err, debug, prefix=f"unexpected {type(err).__name__}: ")
         return ExitCode.NOT_ALL_REVOKED
@@ -447,8 +499,8 @@ def _report(err: BaseException, debug: bool, prefix: str = "") -> None:
     if debug:
         import traceback
 
-        traceback.print_exception(err, file=sys.stderr)
-    print(f"revoke-ops: error: {prefix}{err}", file=sys.stderr)
+        sys.stderr.write(redact("".join(traceback.format_exception(err))))
+    print(f"revoke-ops: error: {prefix}{redact(str(err))}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,6 @@ permission to add to the stack's ``readPermissions``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +18,6 @@ from revoke_ops.graph import (
     BatchItem,
     GraphRequestError,
     GraphSession,
-    TransportError,
-    UnreadableResponseError,
     needs_advanced_query,
     odata_literal,
 )
@@ -263,51 +259,29 @@ async def privileged_ids(session: GraphSession) -> set[str]:
     return (await find_privileged(session, Capabilities(frozenset()), need_upns=False)).ids
 
 
-CHECK_ATTEMPTS = 6
-
-
 async def privileged_members(session: GraphSession, group: str, holders: list[str]) -> tuple[list[str], int]:
     """Which role holders are transitive members of ``group`` (checkMemberGroups in batches of 20).
 
-    Items answered 429 or 5xx are asked again (after their Retry-After); returns the members and
-    how many holders could still not be checked.
+    Items answered 429, 5xx or unreadably are asked again under the session's READ policy (after
+    their Retry-After, capped); returns the members and how many holders could still not be checked.
     """
     members: list[str] = []
     unknown = 0
     for start in range(0, len(holders), 20):
         todo = holders[start : start + 20]
-        for attempt in range(CHECK_ATTEMPTS):
-            items = [
-                BatchItem(str(n + 1), "POST", f"/directoryObjects/{h}/checkMemberGroups", {"groupIds": [group]})
-                for n, h in enumerate(todo)
-            ]
-            try:
-                response = await session.batch(items)
-            except (TransportError, UnreadableResponseError):
-                await asyncio.sleep(min(5.0, 0.2 * 2**attempt))
-                continue
-            answers = response.body.get("responses", []) if isinstance(response.body, dict) else []
-            again: list[str] = []
-            wait = 0.0
-            by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
-            for n, holder in enumerate(todo):
-                answer = by_id.get(str(n + 1), {})
-                status = int(answer.get("status") or 0)
-                raw_body = answer.get("body")
-                body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
-                if status == 200 and isinstance(body.get("value"), list):
-                    if group.lower() in [str(g).lower() for g in body["value"]]:
-                        members.append(holder)
-                elif status == 404:
-                    continue  # a role holder that is not a user any more
-                else:
-                    again.append(holder)
-                    headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
-                    with contextlib.suppress(ValueError):
-                        wait = max(wait, float(headers.get("retry-after", "0")))
-            todo = again
-            if not todo:
-                break
-            await asyncio.sleep(min(60.0, max(wait, 0.2 * 2**attempt)))
-        unknown += len(todo)
+        items = [
+            BatchItem(str(n + 1), "POST", f"/directoryObjects/{h}/checkMemberGroups", {"groupIds": [group]})
+            for n, h in enumerate(todo)
+        ]
+        answers = await session.batch_read(items)
+        for item, holder in zip(items, todo, strict=True):
+            answer = answers[item.id]
+            status = int(answer.get("status") or 0)
+            raw_body = answer.get("body")
+            body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+            if status == 200 and isinstance(body.get("value"), list):
+                if group.lower() in [str(g).lower() for g in body["value"]]:
+                    members.append(holder)
+            elif status != 404:  # 404: a role holder that is not a user any more
+                unknown += 1
     return members, unknown

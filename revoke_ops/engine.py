@@ -1,15 +1,19 @@
 """The revocation engine: resolved targets -> pacer -> batch sender -> journal.
 
-Stages are small and injected (clock, pacer, session, journal) so tests drive them directly.
+The pacer (:mod:`revoke_ops.pacer`) keeps to Graph's write budget; answers are read by the pure
+:func:`revoke_ops.classify.classify_batch`; waits follow the one :class:`revoke_ops.retry.RetryPolicy`.
+The session, journal, clock and random source are passed in, so tests drive the engine directly.
 
-- Pacer: a token bucket at the published per app+tenant write budget (3,000 writes, refilled at
-  20/s — configurable); a 429 (top level or inside a batch) pauses every sender for its
-  Retry-After; ``x-ms-throttle-limit-percentage`` near 1 slows the refill.
-- Sender: JSON batches of up to 20, a bounded number in flight; items are retried on their own
-  (a 429 or 5xx item inside a 200 batch is retried, not the batch); exponential backoff with
-  jitter on 5xx and connection errors; revocation is idempotent, so a request that may not have
+- Sender: JSON batches of up to 20 (each with its own ``client-request-id``, journaled before it is
+  sent), a bounded number in flight; items are retried on their own (a 429 or 5xx item inside a
+  200 batch is retried, not the batch); revocation is idempotent, so a request that may not have
   arrived is sent again. An answer that arrived but cannot be read means the change may have
   happened: the outcome is ``failed`` and ``verify`` settles it.
+- A Retry-After beyond ``max_retry_wait`` is waited only up to that cap and counts as a failed
+  attempt of that batch (retried later): never an indefinite wait.
+- A token that cannot be had (identity platform outage) or a Graph 401 stops every sender: the
+  engine pauses (a ``pause`` line in the journal), re-acquires the token, and resumes; when it
+  keeps failing it stops sending and the run ends with its summary (``stopped``) for a resume.
 """
 
 from __future__ import annotations
@@ -18,44 +22,39 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import random
-import time
+import uuid
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
 
-from revoke_ops.graph import (
-    BatchItem,
-    GraphResponse,
-    GraphSession,
-    TransportError,
-    UnreadableResponseError,
-    user_path,
-)
+from revoke_ops.classify import Decision, Retry, classify_batch
+from revoke_ops.errors import AuthError, InputError, TransientAuthError, TransportError, UnreadableResponseError
+from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import Journal, now_iso
+from revoke_ops.outcomes import OUTCOMES, Outcome
+from revoke_ops.pacer import Pacer
+from revoke_ops.retry import DEFAULT_MAX_RETRY_WAIT, Clock, RealClock, RetryPolicy
 
-__all__ = ["OUTCOMES", "Clock", "Engine", "EngineOptions", "Final", "Pacer", "Send", "Summary"]
+__all__ = [
+    "OUTCOMES",
+    "Engine",
+    "EngineOptions",
+    "Item",
+    "Outcome",
+    "Pacer",
+    "Record",
+    "Send",
+    "Settled",
+    "Summary",
+]
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("revoked", "not_found", "forbidden", "skipped_external", "skipped_inactive", "excluded", "failed")
-#: Outcomes that are what was asked for (not listed among the users not revoked).
-AS_ASKED = ("revoked", "excluded", "skipped_external", "skipped_inactive")
 MAX_BATCH = 20
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class RealClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(max(0.0, seconds))
+NOT_SHOWN = frozenset({Outcome.REVOKED, Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL, Outcome.SKIPPED_INACTIVE})
 
 
 @dataclass(slots=True)
@@ -71,22 +70,40 @@ class Send:
 
 
 @dataclass(slots=True)
-class Final:
+class Settled:
     """A user whose outcome is known without sending anything (excluded, external, not found)."""
 
     id: str | None
     upn: str | None
     target: str
-    outcome: str
+    outcome: Outcome
     reason: str
     code: str | None = None
 
 
-Item = Send | Final
+Item = Send | Settled
+
+#: The CLI option of each engine setting, for error messages.
+OPTION_NAMES = {
+    "write_burst": "--write-burst",
+    "write_rate": "--write-rate",
+    "concurrency": "--concurrency",
+    "batch_size": "batch size",
+    "max_attempts": "--max-attempts",
+    "max_throttled": "max throttled",
+    "backoff_base": "backoff base",
+    "backoff_max": "backoff max",
+    "max_retry_wait": "--max-retry-wait",
+}
 
 
 @dataclass
 class EngineOptions:
+    """How fast and how persistently the engine sends; validated on construction.
+
+    :raises InputError: a value out of range, naming the option and what is allowed.
+    """
+
     write_burst: float = 3000  # the bucket's capacity (Graph: 3,000 writes per app+tenant)
     write_rate: float = 20.0  # refill per second (3,000 per 150 s)
     concurrency: int = 4  # batches in flight
@@ -95,13 +112,85 @@ class EngineOptions:
     max_throttled: int = 50  # 429s tolerated per user before giving up
     backoff_base: float = 1.0
     backoff_max: float = 60.0
+    max_retry_wait: float = DEFAULT_MAX_RETRY_WAIT  # seconds: the longest single pause, whatever Retry-After says
     dry_run: bool = False
     delegated: bool = False  # a signed-in operator: a 403 means their directory role does not cover the user
+
+    def __post_init__(self) -> None:
+        def check(name: str, ok: bool, allowed: str) -> None:
+            value = getattr(self, name)
+            if not ok:
+                raise InputError(f"{OPTION_NAMES[name]} must be {allowed} (got {value!r})")
+
+        def positive(name: str) -> bool:
+            value = getattr(self, name)
+            return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+        check("write_rate", positive("write_rate"), "a number of writes per second above 0")
+        check("write_burst", positive("write_burst") and self.write_burst >= 1, "a number of writes of at least 1")
+        check("concurrency", isinstance(self.concurrency, int) and self.concurrency >= 1, "a whole number >= 1")
+        check("batch_size", isinstance(self.batch_size, int) and 1 <= self.batch_size <= MAX_BATCH, "from 1 to 20")
+        check("max_attempts", isinstance(self.max_attempts, int) and self.max_attempts >= 1, "a whole number >= 1")
+        check("max_throttled", isinstance(self.max_throttled, int) and self.max_throttled >= 0, "a whole number >= 0")
+        check("backoff_base", positive("backoff_base"), "seconds above 0")
+        check("backoff_max", positive("backoff_max"), "seconds above 0")
+        check("max_retry_wait", positive("max_retry_wait"), "seconds above 0")
+
+    def policy(self) -> RetryPolicy:
+        """The engine's write policy."""
+        return RetryPolicy(
+            total=self.max_attempts,
+            backoff_factor=self.backoff_base,
+            backoff_max=max(self.backoff_base, self.backoff_max),
+            max_retry_wait=self.max_retry_wait,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One user's outcome as the journal and the summary keep it."""
+
+    who: Send | Settled
+    outcome: Outcome
+    code: str | None = None
+    reason: str | None = None
+    status: int | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    sent_at: str | None = None
+
+    @classmethod
+    def of(cls, who: Send, decision: Decision, sent_at: str, client_request_id: str) -> Record:
+        assert decision.outcome is not None
+        return cls(
+            who,
+            decision.outcome,
+            decision.code,
+            decision.reason,
+            decision.status,
+            decision.request_id,
+            decision.client_request_id or client_request_id,
+            sent_at,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.who.id,
+            "upn": self.who.upn,
+            "target": self.who.target,
+            "outcome": str(self.outcome),
+            "code": self.code,
+            "status": self.status,
+            "reason": self.reason,
+            "requestId": self.request_id,
+            "clientRequestId": self.client_request_id,
+            "sentAt": self.sent_at,
+        }
 
 
 @dataclass
 class Summary:
-    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(map(str, OUTCOMES), 0))
     would_revoke: int = 0
     requests: int = 0
     throttled: int = 0
@@ -109,73 +198,37 @@ class Summary:
     first_revocation_at: float | None = None
     started: float = 0.0
     finished: float = 0.0
+    pauses: int = 0  # pauses for tokens (identity platform outage, Graph 401)
+    #: why the engine stopped sending before every user was handled (None: it did not)
+    stopped: str | None = None
+    pacer: Pacer | None = field(default=None, repr=False, compare=False)
 
     @property
     def total(self) -> int:
         return sum(self.counts.values()) + self.would_revoke
 
+    def eta(self, remaining: int) -> float | None:
+        """Seconds until ``remaining`` more users can be sent, from the pacer's budget (None: unknown)."""
+        return self.pacer.eta(remaining) if self.pacer is not None else None
+
     def to_json(self) -> dict[str, Any]:
         return {
-            "outcomes": dict(self.counts),
+            "outcomes": {str(k): v for k, v in self.counts.items()},
             "wouldRevoke": self.would_revoke,
             "requests": self.requests,
             "throttled": self.throttled,
             "seconds": round(self.finished - self.started, 3),
+            **({"stopped": self.stopped} if self.stopped else {}),
         }
 
 
-class Pacer:
-    """Token bucket for writes with a shared pause for Retry-After."""
+@dataclass(slots=True)
+class _Pending:
+    """One user of a batch being sent, with its retry counts."""
 
-    def __init__(self, clock: Clock, burst: float, rate: float) -> None:
-        self.clock = clock
-        self.capacity = burst
-        self.rate = rate
-        self.base_rate = rate
-        self.tokens = burst
-        self.updated = clock.monotonic()
-        self.paused_until = 0.0
-        self._lock = asyncio.Lock()
-
-    def _refill(self) -> None:
-        now = self.clock.monotonic()
-        if now > self.updated:
-            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-            self.updated = now
-
-    async def acquire(self, n: int) -> None:
-        """Wait until ``n`` writes may be sent (requests larger than the bucket are capped)."""
-        need = min(float(n), self.capacity)
-        async with self._lock:
-            while True:
-                now = self.clock.monotonic()
-                if now < self.paused_until:
-                    await self.clock.sleep(self.paused_until - now)
-                    continue
-                self._refill()
-                if self.tokens >= need:
-                    self.tokens -= need
-                    return
-                await self.clock.sleep((need - self.tokens) / self.rate)
-
-    def pause(self, seconds: float) -> None:
-        """Graph said Retry-After: nobody sends until then, and the bucket starts empty."""
-        until = self.clock.monotonic() + seconds
-        if until > self.paused_until:
-            log.debug("Retry-After %.1f s: every sender pauses", seconds)
-            self.paused_until = until
-            self.tokens = 0.0
-            self.updated = until
-
-    def observe_limit(self, fraction: float) -> None:
-        """Adapt to ``x-ms-throttle-limit-percentage``: slow down as Graph nears its limit."""
-        before = self.rate
-        if fraction >= 0.95:
-            self.rate = max(self.base_rate * 0.5, self.rate * 0.9)
-        elif fraction < 0.85 and self.rate < self.base_rate:
-            self.rate = min(self.base_rate, self.rate * 1.1)
-        if self.rate != before:
-            log.debug("Graph reports %.0f %% of its limit used: write rate %.1f/s", fraction * 100, self.rate)
+    item: Send
+    attempts: int = 0  # failed attempts (5xx, connection errors, timeouts, capped Retry-After, 401)
+    throttles: int = 0  # 429s
 
 
 class Engine:
@@ -194,52 +247,46 @@ class Engine:
         self.journal = journal
         self.options = options or EngineOptions()
         self.clock = clock or RealClock()
-        self.rng = rng or random.Random()  # noqa: S311  # jitter, not cryptography
+        self.policy = replace(self.options.policy(), rng=rng or random.Random())  # noqa: S311  # jitter only
         self.pacer = Pacer(self.clock, self.options.write_burst, self.options.write_rate)
-        self.summary = Summary()
+        self.summary = Summary(pacer=self.pacer)
         self.on_outcome = on_outcome
         self.on_would_revoke = on_would_revoke
         self._batches = itertools.count(1)
+        self._token_failures = 0  # consecutive batches that could not get a token
+        self._token_lock = asyncio.Lock()
+        self._token_ok_at = -math.inf  # when a token was last re-acquired (clock time)
 
     # -- outcomes ----------------------------------------------------------------------------
-    def _record(
-        self,
-        outcome: str,
-        who: Send | Final,
-        *,
-        code: str | None = None,
-        reason: str | None = None,
-        status: int | None = None,
-        request_id: str | None = None,
-        client_request_id: str | None = None,
-        sent_at: str | None = None,
-    ) -> None:
-        self.summary.counts[outcome] += 1
-        if outcome == "revoked" and self.summary.first_revocation_at is None:
+    def _record(self, record: Record) -> None:
+        self.summary.counts[record.outcome] += 1
+        if record.outcome is Outcome.REVOKED and self.summary.first_revocation_at is None:
             self.summary.first_revocation_at = self.clock.monotonic()
-        record = {
-            "id": who.id,
-            "upn": who.upn,
-            "target": who.target,
-            "outcome": outcome,
-            "code": code,
-            "status": status,
-            "reason": reason,
-            "requestId": request_id,
-            "clientRequestId": client_request_id,
-            "sentAt": sent_at,
-        }
-        if outcome not in AS_ASKED and len(self.summary.not_revoked) < 1000:
-            self.summary.not_revoked.append(record)
-        if outcome not in AS_ASKED:
-            log.debug("%s: %s (%s, HTTP %s): %s", who.target, outcome, code, status, reason)
+        data = record.to_json()
+        if record.outcome not in NOT_SHOWN:
+            if len(self.summary.not_revoked) < 1000:
+                self.summary.not_revoked.append(data)
+            who = record.who.target
+            log.debug("%s: %s (%s, HTTP %s): %s", who, record.outcome, record.code, record.status, record.reason)
         if self.journal is not None:
-            self.journal.outcome(**{k: v for k, v in record.items() if v is not None})
+            self.journal.outcome(**{k: v for k, v in data.items() if v is not None})
         if self.on_outcome:
             self.on_outcome(self.summary)
 
-    def final(self, item: Final) -> None:
-        self._record(item.outcome, item, code=item.code, reason=item.reason)
+    def settle(self, item: Settled) -> None:
+        self._record(Record(item, item.outcome, code=item.code, reason=item.reason))
+
+    def _pause_line(self, reason: str, seconds: float, **fields: Any) -> None:
+        if self.journal is not None:
+            self.journal.write(
+                {"type": "pause", "at": now_iso(), "reason": reason, "seconds": round(seconds, 3), **fields}
+            )
+            self.journal.sync()
+
+    def _stop(self, reason: str) -> None:
+        if self.summary.stopped is None:
+            self.summary.stopped = reason
+            log.warning("stopped sending: %s", reason)
 
     # -- the run -----------------------------------------------------------------------------
     async def run(self, items: AsyncIterator[Item]) -> Summary:
@@ -250,20 +297,23 @@ class Engine:
         )
         order = itertools.count()
         last: list[Send] = []
+        size = self.options.batch_size
 
         async def produce() -> None:
             normal: list[Send] = []
             urgent: list[Send] = []
             async for item in items:
-                if isinstance(item, Final):
-                    self.final(item)
+                if self.summary.stopped:
+                    return  # the rest stays without an outcome: a resume picks it up
+                if isinstance(item, Settled):
+                    self.settle(item)
                     continue
                 if item.last:
                     last.append(item)
                     continue
                 bucket = urgent if item.privileged else normal
                 bucket.append(item)
-                if len(bucket) >= self.options.batch_size:
+                if len(bucket) >= size:
                     if bucket is normal and urgent:
                         # privileged users never wait behind a batch of ordinary ones
                         await queue.put((0, next(order), list(urgent)))
@@ -291,31 +341,24 @@ class Engine:
             if last:  # the signed-in operator goes last, after everyone else
                 await queue.put((2, next(order), last))
                 await queue.join()
-            for _ in workers:
+            for _ in range(workers):
                 await queue.put((9, next(order), []))
 
-        workers = [asyncio.create_task(work()) for _ in range(max(1, self.options.concurrency))]
-        driver = asyncio.create_task(drive())
-        tasks = [driver, *workers]
+        workers = max(1, self.options.concurrency)
         try:
-            # A failing stage (a worker, the resolver) ends the run at once instead of leaving the
-            # others waiting on a queue nobody drains.
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-            await asyncio.gather(*tasks)
+            # A failing stage (a worker, the resolver) ends the run at once: the task group cancels
+            # the others instead of leaving them waiting on a queue nobody drains.
+            async with asyncio.TaskGroup() as group:
+                group.create_task(drive())
+                for _ in range(workers):
+                    group.create_task(work())
+        except BaseExceptionGroup as errors:
+            raise _first(errors) from None
         finally:
-            for task in tasks:
-                task.cancel()
             if self.journal is not None:
                 self.journal.sync()
         self.summary.finished = self.clock.monotonic()
         return self.summary
-
-    def _backoff(self, attempt: int) -> float:
-        delay = float(min(self.options.backoff_max, self.options.backoff_base * (2 ** (attempt - 1))))
-        return delay * (0.5 + self.rng.random() / 2)  # jitter: 50-100 % of the delay
 
     async def _send(self, batch: list[Send]) -> None:
         if self.options.dry_run:
@@ -326,13 +369,16 @@ class Engine:
             return
         assert self.session is not None
         pending = [_Pending(item) for item in batch]
-        while pending:
+        while pending and not self.summary.stopped:
             await self.pacer.acquire(len(pending))
+            if self.summary.stopped:
+                break
             number = next(self._batches)
+            client_request_id = str(uuid.uuid4())
             sent_at = now_iso()
             if self.journal is not None:
                 users = [{"id": p.item.id or "", "upn": p.item.upn or "", "target": p.item.target} for p in pending]
-                self.journal.attempt(number, users)
+                self.journal.attempt(number, users, client_request_id)
             items = [
                 BatchItem(str(n + 1), "POST", f"{user_path(p.item.ref)}/revokeSignInSessions")
                 for n, p in enumerate(pending)
@@ -340,183 +386,171 @@ class Engine:
             self.summary.requests += 1
             started = self.clock.monotonic()
             try:
-                response = await self.session.batch(items)
+                response = await self.session.batch(items, client_request_id=client_request_id)
+            except TransientAuthError as err:
+                await self._token_unavailable(err)  # nothing was sent: no attempt counted against the users
+                continue
+            except AuthError as err:
+                self._stop(f"no token: {err}")
+                break
             except TransportError as err:
                 # It may not have arrived; revocation is idempotent, so it is sent again.
-                log.debug("batch %d (%d users): %s; sending again", number, len(pending), err)
-                pending = self._retry_or_fail(pending, "ConnectionError", str(err), None, sent_at)
-                if pending:
-                    await self.clock.sleep(self._backoff(max(p.attempts for p in pending)))
-                continue
+                decisions = [Decision(retry=Retry.ERROR, code="ConnectionError", reason=str(err))] * len(pending)
             except UnreadableResponseError as err:
-                for p in pending:
-                    self._record(
-                        "failed",
-                        p.item,
+                decisions = [
+                    Decision(
+                        Outcome.FAILED,
                         code="UnreadableResponse",
-                        sent_at=sent_at,
                         reason=f"{err}; the revocation may have happened: run `revoke-ops verify`",
                     )
-                break
-            log.debug(
-                "batch %d (%d users): HTTP %d in %.0f ms, request-id %s",
-                number,
-                len(pending),
-                response.status,
-                (self.clock.monotonic() - started) * 1000,
-                response.request_id,
-            )
-            pending = await self._classify(pending, response, sent_at)
+                ] * len(pending)
+            else:
+                self._token_failures = 0
+                log.debug(
+                    "batch %d (%d users): HTTP %d in %.0f ms, request-id %s, client-request-id %s",
+                    number,
+                    len(pending),
+                    response.status,
+                    (self.clock.monotonic() - started) * 1000,
+                    response.request_id,
+                    client_request_id,
+                )
+                self._observe_limit(response.headers.get("x-ms-throttle-limit-percentage"))
+                answer = {"status": response.status, "headers": response.headers, "body": response.body}
+                decisions = classify_batch(
+                    answer, len(pending), delegated=self.options.delegated, now=datetime.now(UTC)
+                )
+            pending = await self._apply(pending, decisions, sent_at, client_request_id, started)
             if pending:
                 log.debug("batch %d: %d users to send again", number, len(pending))
         if self.journal is not None:
             self.journal.sync()
 
-    def _retry_or_fail(
-        self, pending: list[_Pending], code: str, reason: str, status: int | None, sent_at: str
-    ) -> list[_Pending]:
-        """Count one more failed attempt for each; return those with attempts left, record the rest."""
-        retry = []
-        for p in pending:
-            p.attempts += 1
-            if p.attempts < self.options.max_attempts:
-                retry.append(p)
-            else:
-                self._record("failed", p.item, code=code, reason=reason, status=status, sent_at=sent_at)
-        return retry
-
-    async def _classify(self, pending: list[_Pending], response: GraphResponse, sent_at: str) -> list[_Pending]:
-        """Record each user's outcome from a batch answer; return the users to send again."""
-        percentage = response.headers.get("x-ms-throttle-limit-percentage")
+    def _observe_limit(self, percentage: str | None) -> None:
         if percentage:
             with contextlib.suppress(ValueError):
                 self.pacer.observe_limit(float(percentage))
-        if response.status == 429:
-            self.summary.throttled += 1
-            self.pacer.pause(response.retry_after())
-            return [p for p in pending if self._throttled(p, response.client_request_id, sent_at, None)]
-        answers = response.body.get("responses") if isinstance(response.body, dict) else None
-        if response.status == 200 and not isinstance(answers, list):
-            # 200 but not a batch answer: the revocations may have happened.
-            for p in pending:
-                self._record(
-                    "failed",
-                    p.item,
-                    code="UnreadableResponse",
-                    status=200,
-                    sent_at=sent_at,
-                    reason="the batch answer held no responses; the revocation may have happened: "
-                    "run `revoke-ops verify`",
-                    client_request_id=response.client_request_id,
-                )
-            return []
-        if response.status != 200 or not isinstance(answers, list):
-            top_code = response.error_code or f"HTTP{response.status}"
-            if response.status < 500:
-                for p in pending:
-                    self._record(
-                        "failed",
-                        p.item,
-                        code=top_code,
-                        reason=response.error_message,
-                        status=response.status,
-                        sent_at=sent_at,
-                    )
-                return []
-            again = self._retry_or_fail(pending, top_code, response.error_message, response.status, sent_at)
-            if again:
-                await self.clock.sleep(max(response.retry_after(0), self._backoff(again[0].attempts)))
-            return again
-        by_id = {str(a.get("id")): a for a in answers if isinstance(a, dict)}
+
+    async def _apply(
+        self, pending: list[_Pending], decisions: list[Decision], sent_at: str, client_request_id: str, sent: float
+    ) -> list[_Pending]:
+        """Record each settled user; count, wait and return the users to send again."""
+        policy = self.policy
         retry: list[_Pending] = []
-        pause = 0.0
-        server_wait = 0.0
-        backoff_attempt = 0
-        for n, p in enumerate(pending):
-            answer = by_id.get(str(n + 1))
-            if answer is None:
-                self._record(
-                    "failed",
-                    p.item,
-                    code="MissingBatchItem",
-                    sent_at=sent_at,
-                    client_request_id=response.client_request_id,
-                    reason="the batch answer had no entry for this request; it may have happened: run verify",
-                )
+        pause = 0.0  # a shared pause for throttling (every sender)
+        asked = 0.0  # the longest Retry-After asked for
+        backoff = 0.0  # this sender's own wait (5xx, connection errors)
+        token = False
+        for p, decision in zip(pending, decisions, strict=True):
+            if decision.outcome is not None:
+                self._record(Record.of(p.item, decision, sent_at, client_request_id))
                 continue
-            status = int(answer.get("status", 0))
-            headers = {str(h).lower(): str(v) for h, v in (answer.get("headers") or {}).items()}
-            raw_body = answer.get("body")
-            body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
-            raw_error = body.get("error")
-            error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-            ids: dict[str, Any] = {
-                "request_id": headers.get("request-id")
-                or (error.get("innerError") or {}).get("request-id")
-                or response.request_id,
-                "client_request_id": headers.get("client-request-id") or response.client_request_id,
-                "sent_at": sent_at,
-                "status": status,
-            }
-            code: str | None = error.get("code")
-            reason: str | None = error.get("message")
-            if 200 <= status < 300:
-                self._record("revoked", p.item, **ids)
-            elif status == 404:
-                self._record("not_found", p.item, code=code or "Request_ResourceNotFound", reason=reason, **ids)
-            elif status == 403:
-                if self.options.delegated:
-                    reason = (
-                        f"{reason} Your directory role does not cover this user: Helpdesk or Password Administrator "
-                        "covers non-admins, User Administrator limited admins, Privileged Authentication "
-                        "Administrator privileged admins."
-                    )
-                self._record("forbidden", p.item, code=code or "Authorization_RequestDenied", reason=reason, **ids)
-            elif status == 429:
+            give_up: str | None = None
+            if decision.retry is Retry.THROTTLED:
                 self.summary.throttled += 1
-                try:
-                    pause = max(pause, float(headers.get("retry-after", "1")))
-                except ValueError:
-                    pause = max(pause, 1.0)
-                if self._throttled(p, ids["client_request_id"], sent_at, ids["request_id"]):
-                    retry.append(p)
-            elif (status >= 500 or status == 0) and p.attempts + 1 < self.options.max_attempts:
+                p.throttles += 1
+                wait = policy.capped(1.0 if decision.retry_after is None else decision.retry_after)
+                if wait.capped:
+                    p.attempts += 1  # a pause past the cap counts as a failure of this batch
+                    asked = max(asked, wait.asked or 0.0)
+                pause = max(pause, wait.seconds)
+                if p.throttles > self.options.max_throttled:
+                    give_up = "still throttled after many retries"
+            elif decision.retry is Retry.TOKEN:
                 p.attempts += 1
-                retry.append(p)
-                backoff_attempt = max(backoff_attempt, p.attempts)
-                # A 5xx item may say when to come back (503 with Retry-After): honour it, as for 429.
-                with contextlib.suppress(ValueError):
-                    server_wait = max(server_wait, float(headers.get("retry-after", "0")))
+                token = True
             else:
-                self._record("failed", p.item, code=code or f"HTTP{status}", reason=reason, **ids)
+                p.attempts += 1
+                wait = policy.wait(p.attempts, decision.retry_after)
+                if wait.capped:
+                    asked = max(asked, wait.asked or 0.0)
+                backoff = max(backoff, wait.seconds)
+            if give_up is None and policy.is_exhausted(p.attempts):
+                give_up = decision.reason or f"still failing after {p.attempts} attempts"
+            if give_up is not None:
+                failed = replace(decision, outcome=Outcome.FAILED, reason=give_up)
+                self._record(Record.of(p.item, failed, sent_at, client_request_id))
+            else:
+                retry.append(p)
+        if token and retry:
+            await self._renew_token(sent)
+        if not retry:
+            return retry
         if pause:
+            self._announce(pause, asked, "throttled (429)")
             self.pacer.pause(pause)
-        elif backoff_attempt:
-            await self.clock.sleep(max(server_wait, self._backoff(backoff_attempt)))
+        elif backoff:
+            self._announce(backoff, asked, "Graph failed for now")
+            await self.clock.sleep(backoff)
         return retry
 
-    def _throttled(self, p: _Pending, client_request_id: str | None, sent_at: str, request_id: str | None) -> bool:
-        """Count a 429 for this user; True while it may be retried, else record it failed."""
-        p.throttles += 1
-        if p.throttles <= self.options.max_throttled:
-            return True
-        self._record(
-            "failed",
-            p.item,
-            code="TooManyRequests",
-            reason="still throttled after many retries",
-            status=429,
-            request_id=request_id,
-            client_request_id=client_request_id,
-            sent_at=sent_at,
-        )
-        return False
+    def _announce(self, seconds: float, asked: float, why: str) -> None:
+        if asked > seconds:
+            log.info(
+                "%s: Graph asked to wait %.0f s; waiting %.0f s (--max-retry-wait), counting it as a failed "
+                "attempt of that batch and retrying",
+                why,
+                asked,
+                seconds,
+            )
+            self._pause_line("retry-after-capped", seconds, asked=asked)
+        elif seconds >= 5:
+            log.info("%s: every sender waits %.0f s (Retry-After)", why, seconds)
+
+    async def _token_unavailable(self, err: TransientAuthError) -> None:
+        """No token for now: every sender pauses with backoff; after too many failures, stop."""
+        async with self._token_lock:
+            if self.pacer.paused_for() > 0:
+                return  # another sender already paused everyone for this
+            self._token_failures += 1
+            if self.policy.is_exhausted(self._token_failures):
+                self._stop(
+                    f"the identity platform kept failing ({self._token_failures} attempts): {err}; "
+                    "users without an outcome were not sent"
+                )
+                self._pause_line("token-unavailable", 0.0, code=err.code, gaveUp=True)
+                return
+            wait = self.policy.wait(self._token_failures)
+            self.summary.pauses += 1
+            log.warning("no token (%s): every sender pauses %.0f s and retries", err.code or "transient", wait.seconds)
+            self._pause_line("token-unavailable", wait.seconds, code=err.code, attempt=self._token_failures)
+            self.pacer.pause(wait.seconds)
+
+    async def _renew_token(self, sent: float) -> None:
+        """Graph refused the token (401): stop sending and re-acquire it before anyone sends again."""
+        assert self.session is not None
+        async with self._token_lock:
+            if self._token_ok_at >= sent:
+                return  # renewed since this batch was sent
+            self.pacer.hold()  # nobody sends until a token is back
+            self.summary.pauses += 1
+            self._pause_line("token-refused", 0.0, status=401)
+            log.warning("Graph refused the token (401): every sender waits while a new one is acquired")
+            try:
+                while True:
+                    try:
+                        await self.session.renew_token()
+                        break
+                    except TransientAuthError as err:
+                        self._token_failures += 1
+                        if self.policy.is_exhausted(self._token_failures):
+                            self._stop(f"no new token after a 401 ({self._token_failures} attempts): {err}")
+                            return
+                        await self.clock.sleep(self.policy.wait(self._token_failures).seconds)
+                    except AuthError as err:
+                        self._stop(f"no new token after a 401: {err}")
+                        return
+                self._token_failures = 0
+                self._token_ok_at = self.clock.monotonic()
+            finally:
+                self.pacer.release()
 
 
-@dataclass(slots=True)
-class _Pending:
-    """One user of a batch being sent, with its retry counts."""
-
-    item: Send
-    attempts: int = 0  # failed attempts (5xx, connection errors, timeouts)
-    throttles: int = 0  # 429s
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (cancellations of the others are not news)."""
+    for err in group.exceptions:
+        if isinstance(err, BaseExceptionGroup):
+            return _first(err)
+        if not isinstance(err, asyncio.CancelledError):
+            return err
+    return group.exceptions[0]

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from revoke_ops.errors import InputError
+from revoke_ops.outcomes import Outcome
 from revoke_ops.targets import key_hash
 
 __all__ = ["FINAL_DONE", "Journal", "JournalState", "default_journal_path", "read_journal"]
 
 #: Outcomes that a resumed run does not touch again.
-FINAL_DONE = frozenset({"revoked", "excluded", "skipped_external", "not_found"})
+FINAL_DONE = frozenset({Outcome.REVOKED, Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL, Outcome.NOT_FOUND})
 
 
 def now_iso() -> str:

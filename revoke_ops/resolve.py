@@ -38,9 +38,10 @@ from revoke_ops.directory import (
     privileged_members,
     resolve_exclusions,
 )
-from revoke_ops.engine import Final, Item, Send
+from revoke_ops.engine import Item, Send, Settled
 from revoke_ops.errors import InputError
 from revoke_ops.graph import ADVANCED_HEADERS, USER_FIELDS, GraphRequestError, GraphSession, needs_advanced_query
+from revoke_ops.outcomes import Outcome
 from revoke_ops.targets import Target, TargetFile, key_hash, parse_target
 
 __all__ = [
@@ -109,13 +110,13 @@ def _decide(plan: Plan, user: dict[str, Any], target: str) -> Item:
     upn = user.get("userPrincipalName")
     upn = str(upn).lower() if upn else None
     if plan.exclusions.excludes(uid, upn):
-        return Final(uid, upn, target, "excluded", "excluded by --exclude/--exclude-file (break-glass)")
+        return Settled(uid, upn, target, Outcome.EXCLUDED, "excluded by --exclude/--exclude-file (break-glass)")
     if not plan.include_external and is_external(user):
-        return Final(
+        return Settled(
             uid,
             upn,
             target,
-            "skipped_external",
+            Outcome.SKIPPED_EXTERNAL,
             "external user (guest or B2B): their sessions live in their home tenant; this API does not "
             "revoke them (use --include-external to send it anyway)",
         )
@@ -225,11 +226,11 @@ async def _resolved(plan: Plan, session: GraphSession, chunk: list[Target]) -> l
         user = found.get(target.key)
         if user is None:
             items.append(
-                Final(
+                Settled(
                     target.key if target.kind == "id" else None,
                     target.key if target.kind == "upn" else None,
                     target.key,
-                    "not_found",
+                    Outcome.NOT_FOUND,
                     f"no such user in the tenant ({target.source})",
                     "Request_ResourceNotFound",
                 )
@@ -341,11 +342,11 @@ async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, 
                 last = last_activity(user)
                 if inactive_for(last, order.now, days):
                     seen = f"last sign-in activity {format_time(last)}" if last else "no sign-in activity recorded"
-                    item = Final(
+                    item = Settled(
                         item.id,
                         item.upn,
                         item.target,
-                        "skipped_inactive",
+                        Outcome.SKIPPED_INACTIVE,
                         f"{seen}: inactive for more than {days} days (--skip-inactive-days {days})",
                     )
             yield item

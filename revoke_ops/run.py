@@ -25,8 +25,10 @@ from revoke_ops.engine import Engine, Send, Summary
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, read_journal
+from revoke_ops.outcomes import NOT_REVOKED
 from revoke_ops.request import RevokeRequest, check_sources, exclusion_values, input_digest, resumed_request
 from revoke_ops.resolve import Capabilities, Plan, Privileged, find_privileged, resolve_exclusions, stream
+from revoke_ops.retry import READ
 from revoke_ops.targets import Target, TargetFile, parse_target, validate_files
 
 __all__ = [
@@ -63,7 +65,7 @@ class RunResult:
 
 def outcome_exit_code(summary: Summary) -> int:
     """0 when every target ended revoked, excluded or skipped as asked; 1 otherwise."""
-    bad = sum(summary.counts[o] for o in ("not_found", "forbidden", "failed"))
+    bad = sum(summary.counts[o] for o in NOT_REVOKED)
     return 1 if bad else 0
 
 
@@ -300,7 +302,7 @@ async def execute(
             journal.write({"type": "end", "summary": engine.summary.to_json()})
             journal.close()
     warnings = list(prepared.confirmation.warnings)
-    incomplete = _short_listing(prepared, summary)
+    incomplete = _stopped(summary, journal.path if journal else None) or _short_listing(prepared, summary)
     if incomplete:
         warnings.append(incomplete)
         log.warning("%s", incomplete)
@@ -312,6 +314,14 @@ async def execute(
 #: A group or whole-tenant listing that ends below this share of Graph's $count is reported as
 #: incomplete ($count is eventually consistent, so a few percent either way is normal).
 SHORT_LISTING = 0.9
+
+
+def _stopped(summary: Summary, journal: Path | None) -> str | None:
+    """The engine stopped sending (tokens kept failing): say so, with how to carry on."""
+    if not summary.stopped:
+        return None
+    where = f"revoke-ops revoke --resume {journal}" if journal else "the same command again"
+    return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, run `{where}`"
 
 
 def _short_listing(prepared: Prepared, summary: Summary) -> str | None:
@@ -360,7 +370,8 @@ async def revoke(
     check_sources(request)
     files = [TargetFile.open(name) for name in request.files]
     try:
-        async with GraphSession(identity, timeout=request.timeout) as session:
+        read_policy = dataclasses.replace(READ, max_retry_wait=request.engine.max_retry_wait)
+        async with GraphSession(identity, timeout=request.timeout, read_policy=read_policy) as session:
             prepared = await prepare(
                 identity, session, request, files, resume_state=resume_state, added_exclusions=added
             )

@@ -14,8 +14,9 @@ from typing import Any
 
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.errors import InputError
-from revoke_ops.graph import BatchItem, GraphSession, TransportError, UnreadableResponseError, user_path
+from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import read_journal
+from revoke_ops.outcomes import Outcome
 from revoke_ops.resolve import Capabilities
 
 __all__ = ["VerifyResult", "verify"]
@@ -59,7 +60,9 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
     caps = Capabilities.from_claims(token_claims(token.token))
     caps.require("verify", caps.read_users, "User.Read.All")
     todo = [
-        r for r in state.outcomes.values() if r["outcome"] in ("revoked", "failed") and r.get("id") and r.get("sentAt")
+        r
+        for r in state.outcomes.values()
+        if r["outcome"] in (Outcome.REVOKED, Outcome.FAILED) and r.get("id") and r.get("sentAt")
     ]
     result = VerifyResult()
     async with GraphSession(identity) as session:
@@ -69,19 +72,11 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
                 BatchItem(str(n + 1), "GET", f"{user_path(r['id'])}?$select=id,signInSessionsValidFromDateTime")
                 for n, r in enumerate(chunk)
             ]
-            answers: dict[str, Any] = {}
-            for _attempt in range(5):
-                try:
-                    response = await session.batch(items)
-                except (TransportError, UnreadableResponseError):
-                    continue
-                if response.status == 200 and isinstance(response.body, dict):
-                    answers = {str(a.get("id")): a for a in response.body.get("responses", [])}
-                    if all(answers.get(i.id, {}).get("status") == 200 for i in items):
-                        break
+            answers = await session.batch_read(items)  # retried per item under the READ policy
             for n, record in enumerate(chunk):
                 answer = answers.get(str(n + 1), {})
-                body = answer.get("body") if isinstance(answer.get("body"), dict) else {}
+                raw_body = answer.get("body")
+                body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
                 valid_from = body.get("signInSessionsValidFromDateTime") if answer.get("status") == 200 else None
                 entry = {
                     "id": record["id"],
@@ -91,7 +86,7 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
                     "signInSessionsValidFrom": valid_from,
                 }
                 if valid_from and _parse(valid_from) >= _parse(record["sentAt"]).replace(microsecond=0) - skew:
-                    (result.verified if record["outcome"] == "revoked" else result.settled).append(entry)
+                    (result.verified if record["outcome"] == Outcome.REVOKED else result.settled).append(entry)
                 else:
                     entry["reason"] = "not readable" if not valid_from else "sessions valid from before the revocation"
                     result.not_verified.append(entry)

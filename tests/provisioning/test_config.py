@@ -15,9 +15,11 @@ from provisioning.config import (
     DEFAULTS,
     GeneratedCertificate,
     ProvidedCertificate,
+    certificate_common_name,
     load,
 )
 from provisioning.errors import StackConfigError
+from provisioning.keys import KEYS
 from revoke_ops.facts import CLOUDS
 from tests.certs import make_certificate, sha1_thumbprint, sha256_fingerprint
 
@@ -55,21 +57,35 @@ def test_defaults_give_application_mode_with_user_read_and_one_generated_slot():
     assert cfg.protect is False
 
 
-def test_pulumi_yaml_declares_every_key_with_the_loaders_default():
+def test_pulumi_yaml_declares_every_key_of_the_table_with_its_type_and_default():
     project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
     declared = project["config"]
-    assert set(declared) == set(DEFAULTS), "Pulumi.yaml and provisioning/config.py declare different keys"
-    for key, spec in declared.items():
-        assert "default" in spec, f"{key} has no default in Pulumi.yaml, so every stack would have to set it"
-        assert spec["default"] == DEFAULTS[key], f"Pulumi.yaml default of {key} differs from the loader's"
-        assert spec["type"] in ("string", "boolean", "integer", "array")
+    table = {k.name: k for k in KEYS if k.type != "structured"}
+    assert set(declared) == set(table), "Pulumi.yaml and provisioning/keys.py declare different keys"
+    for name, key in table.items():
+        spec = declared[name]
+        assert "default" in spec, f"{name} has no default in Pulumi.yaml, so every stack would have to set it"
+        assert spec["default"] == key.default == DEFAULTS[name], f"Pulumi.yaml default of {name} differs"
+        assert spec["type"] == key.type, f"Pulumi.yaml type of {name} differs from the table's"
+        assert spec.get("description"), f"{name} has no description in Pulumi.yaml"
     assert project["stackConfigDir"] == "stacks"
     assert project["runtime"]["name"] == "python"
     assert project["runtime"]["options"]["virtualenv"] == ".venv"
-    # The structured key is documented there, with the loader's default.
+    # Structured keys cannot be declared in Pulumi's type system: they are documented there.
     text = (ROOT / "Pulumi.yaml").read_text()
-    assert "revoke-sessions:certificates" in text
+    for key in KEYS:
+        if key.type == "structured":
+            assert f"revoke-sessions:{key.name}" in text
     assert DEFAULT_CERTIFICATES == [{"name": "primary", "rsaBits": 2048, "validityDays": 365}]
+    assert "Default: [{name: primary, rsaBits: 2048, validityDays: 365}]" in text
+
+
+def test_every_key_of_the_table_is_read_by_the_loader():
+    # A value of the wrong type for each key is reported under that key's name.
+    wrong = {k.name: 42 for k in KEYS}
+    message = error_of(wrong)
+    for key in KEYS:
+        assert f"revoke-sessions:{key.name} must" in message, key.name
 
 
 def test_values_arrive_as_pulumi_strings():
@@ -132,7 +148,8 @@ def test_values_arrive_as_pulumi_strings():
         ),
         (
             {"cloud": "custom", "authorityHost": "https://login.example"},
-            "revoke-sessions:graphEndpoint must be an https:// URL ending in /v1.0 with cloud custom (got '')",
+            "revoke-sessions:graphEndpoint must be an https:// URL without spaces or backslashes (got '') "
+            "(with cloud custom)",
         ),
         (
             {
@@ -141,7 +158,30 @@ def test_values_arrive_as_pulumi_strings():
                 "graphEndpoint": "https://g.example/v1.0",
                 "graphScope": "https://g.example/.default",
             },
-            "revoke-sessions:authorityHost must be an https:// URL with cloud custom (got 'http://127.0.0.1:8443')",
+            "revoke-sessions:authorityHost must use https:// (got 'http://127.0.0.1:8443') (with cloud custom)",
+        ),
+        (
+            {
+                "cloud": "custom",
+                "authorityHost": "https://login.microsoftonline.com@127.0.0.1",
+                "graphEndpoint": "https://g.example/v1.0?x=1",
+                "graphScope": "https://g.example/.default",
+            },
+            "revoke-sessions:authorityHost must not carry a user name or password before the host",
+        ),
+        (
+            {"displayName": "revoke\nsessions"},
+            "revoke-sessions:displayName must be one line of printable characters, no newlines or tabs "
+            "(got 'revoke\\nsessions')",
+        ),
+        (
+            {"displayName": "r" * 60},
+            "revoke-sessions:displayName is too long for certificate slot 'primary': the certificate's common "
+            f"name {'r' * 60 + ' (primary)'!r} would be 70 characters, over X.509's 64; use at most 54 characters",
+        ),
+        (
+            {"certificates": '[{"name": "primary", "rsaBits": 2048.0}]'},
+            "revoke-sessions:certificates[0].rsaBits must be one of 2048, 3072, 4096 (got 2048.0)",
         ),
         ({"graphEndpoint": "https://g.example/v1.0"}, "revoke-sessions:graphEndpoint only applies with cloud custom"),
         (
@@ -309,3 +349,24 @@ def test_small_rsa_key_is_refused():
     message = error_of(provided(cert))
     assert "has an RSA-1024 key; at least RSA-2048 is required" in message
     assert_no_key_material(message, cert, key)
+
+
+def test_a_long_display_name_fits_when_every_slot_is_supplied():
+    cert, _ = make_certificate()
+    config = load_ok({"displayName": "r" * 100, "certificates": json.dumps([{"name": "hsm", "pem": cert}])})
+    assert config.display_name == "r" * 100
+
+
+def test_the_longest_accepted_display_name_makes_a_64_character_common_name():
+    config = load_ok({"displayName": "r" * 54})
+    assert len(certificate_common_name(config.display_name, config.certificates[0].name)) == 64
+
+
+@pytest.mark.parametrize("mode", ["delegated", "both"])
+def test_delegated_mode_without_operators_group_warns_who_can_sign_in(mode: str):
+    (warning,) = load_ok({"permissionMode": mode}).warnings
+    assert "revoke-sessions:operatorsGroup is not set" in warning
+    assert "every user in the tenant can sign in to the app and obtain the delegated scopes" in warning
+    grouped = load_ok({"permissionMode": mode, "operatorsGroup": "0f1e2d3c-4b5a-4697-8877-665544332211"})
+    assert grouped.warnings == ()
+    assert load_ok({"permissionMode": "application"}).warnings == ()

@@ -146,6 +146,12 @@ def test_owners_default_to_the_deployer_and_protect_is_applied(program: Program)
     assert not ok(program({"permissionMode": "application"})).one("application:Application")["options"]["protect"]
 
 
+def test_delegated_mode_without_operators_group_warns_the_deployer(program: Program):
+    run = ok(program({"permissionMode": "delegated"}))
+    assert "every user in the tenant can sign in to the app and obtain the delegated scopes" in run.stderr
+    assert "operatorsGroup is not set" not in ok(program({"permissionMode": "application"})).stderr
+
+
 def test_every_resource_is_a_child_of_the_component(program: Program):
     run = ok(program({"permissionMode": "both"}))
     (component,) = run.of_type("provisioning:RevokerApp")
@@ -283,3 +289,69 @@ def test_sandbox_stack_is_the_custom_cloud_with_a_fixed_tenant():
     cfg: dict[str, Any] = yaml.safe_load((ROOT / "stacks" / "Pulumi.sandbox.yaml").read_text())["config"]
     assert cfg["revoke-sessions:cloud"] == "custom"
     assert cfg["azuread:tenantId"] == "5a1db0c5-0000-4000-8000-00000000beef"
+
+
+GRANT_TYPES = ("appRoleAssignment:AppRoleAssignment", "servicePrincipalDelegatedPermissionGrant")
+PRINCIPALS = [f"{n}a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d" for n in "123"]
+USERS = [f"{n}e2d3c4b-0000-4000-8000-00000000000{n}" for n in "123"]
+
+
+def grants(run: Run) -> list[dict[str, Any]]:
+    return [r for r in run.resources if any(t in r["type"] for t in GRANT_TYPES)]
+
+
+def plan(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """What `pulumi up` does going from state ``before`` to program ``after`` (URN, else alias).
+
+    Every input of a grant forces a new one, and Pulumi creates the new grant before it deletes
+    the old: for the same principal that is a duplicate, which Graph refuses with 409.
+    """
+    state = {r["name"]: r for r in before}
+    matched: set[str] = set()
+    result: dict[str, list[str]] = {"create": [], "replace": [], "delete": []}
+    for resource in after:
+        names = [resource["name"], *resource["options"].get("aliases", [])]
+        prior = next((state[n] for n in names if n in state and n not in matched), None)
+        if prior is None:
+            result["create"].append(resource["name"])
+            continue
+        matched.add(prior["name"])
+        # principalObjectId of the app's own grants is the new service principal's id in each run.
+        keys = ["appRoleId", "userObjectId", "claimValues"]
+        keys += ["principalObjectId"] if resource["inputs"].get("principalObjectId") in PRINCIPALS else []
+        if any(prior["inputs"].get(k) != resource["inputs"].get(k) for k in keys):
+            result["replace"].append(resource["name"])
+    result["delete"] = sorted(set(state) - matched)
+    return result
+
+
+def test_reordering_or_removing_principals_and_users_replaces_no_grant(program: Program):
+    first = ok(program({"permissionMode": "both", "grantToPrincipals": PRINCIPALS, "delegatedConsentUsers": USERS}))
+    reordered = [PRINCIPALS[2], PRINCIPALS[0]], [USERS[2], USERS[0]]
+    second = ok(
+        program({"permissionMode": "both", "grantToPrincipals": reordered[0], "delegatedConsentUsers": reordered[1]})
+    )
+    changes = plan(grants(first), grants(second))
+    assert changes["create"] == [] and changes["replace"] == [], changes
+    # Only what was removed goes: the second principal's two roles and the second user's grant.
+    removed = [
+        r for r in grants(first) if PRINCIPALS[1] in json.dumps(r["inputs"]) or USERS[1] in json.dumps(r["inputs"])
+    ]
+    assert len(removed) == 3
+    assert changes["delete"] == sorted(r["name"] for r in removed)
+
+
+def test_stack_deployed_with_position_names_is_renamed_in_place(program: Program):
+    config = {"permissionMode": "both", "grantToPrincipals": PRINCIPALS, "delegatedConsentUsers": USERS}
+    run = ok(program(config))
+    # The state an earlier release left: grants named by their position in the lists.
+    old_state = []
+    for resource in grants(run):
+        name, inputs = resource["name"], resource["inputs"]
+        for i, pid in enumerate(PRINCIPALS):
+            name = name.replace(f"-{pid}-", f"-principal{i + 1}-")
+        if inputs.get("userObjectId"):
+            name = f"revoker-delegated-user{USERS.index(inputs['userObjectId']) + 1}"
+        old_state.append({**resource, "name": name})
+    assert {r["name"] for r in old_state} >= {"revoker-principal2-User.Read.All", "revoker-delegated-user3"}
+    assert plan(old_state, grants(run)) == {"create": [], "replace": [], "delete": []}

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV
 from tests.sandbox.conftest import AppCredentials, Running, sandbox  # noqa: F401  # the fixture
 
 DOMAIN = "contoso-sandbox.onmicrosoft.com"
@@ -90,7 +91,13 @@ class Ops:
         command = [str(exe), *args]
         if credentials and "--credentials" not in args:
             command += ["--credentials", str(self.bundle)]
-        full_env = {**os.environ, "SSL_CERT_FILE": self.run.ca, "REQUESTS_CA_BUNDLE": self.run.ca, **(env or {})}
+        full_env = {
+            **os.environ,
+            "SSL_CERT_FILE": self.run.ca,
+            "REQUESTS_CA_BUNDLE": self.run.ca,
+            ALLOW_CUSTOM_CLOUD_ENV: "1",  # the sandbox's bundles are cloud "custom"
+            **(env or {}),
+        }
         return subprocess.run(
             command,
             input=stdin,
@@ -101,6 +108,12 @@ class Ops:
             check=False,
             start_new_session=True,
         )
+
+
+@pytest.fixture(autouse=True)
+def _sandbox_is_a_trusted_custom_cloud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sandbox's bundles are cloud "custom": allowed here as its instructions say (the env var)."""
+    monkeypatch.setenv(ALLOW_CUSTOM_CLOUD_ENV, "1")
 
 
 @pytest.fixture

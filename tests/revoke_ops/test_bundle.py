@@ -50,9 +50,20 @@ def write(tmp_path: Path, document: dict[str, Any], mode: int = 0o600) -> Path:
     return path
 
 
-def with_key() -> dict[str, Any]:
-    cert, key = make_certificate()
-    return {**BUNDLE, "certificatePem": cert, "privateKeyPem": key}
+def with_key(**certificate: Any) -> dict[str, Any]:
+    """BUNDLE with a generated key and certificate, registered as its certificate (thumbprints match)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    cert, key = make_certificate(**certificate)
+    parsed = x509.load_pem_x509_certificate(cert.encode())
+    registered = {
+        **BUNDLE["certificates"][0],
+        "thumbprint": parsed.fingerprint(hashes.SHA1()).hex().upper(),
+        "thumbprintSha256": parsed.fingerprint(hashes.SHA256()).hex().upper(),
+        "notAfter": parsed.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return {**BUNDLE, "certificates": [registered], "certificatePem": cert, "privateKeyPem": key}
 
 
 def test_valid_bundle_is_reported(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -68,7 +79,7 @@ def test_bundle_with_a_key_readable_by_others_is_refused(tmp_path: Path, capsys:
     path = write(tmp_path, with_key(), mode=0o644)
     assert main(["bundle", "check", str(path)]) == ExitCode.USAGE
     err = capsys.readouterr().err
-    assert f"the credentials bundle {path} is readable by group or others" in err
+    assert f"the credentials bundle {path} is accessible to group or others" in err
     assert f"chmod 600 {path}" in err
 
 
@@ -117,6 +128,7 @@ def test_a_loaded_bundle_prints_without_its_key(tmp_path: Path):
 def test_not_json_names_the_position(tmp_path: Path):
     path = tmp_path / "b.json"
     path.write_text("{\n  oops\n}")
+    path.chmod(0o600)
     with pytest.raises(InputError, match=r"is not JSON \(line 2, column 3\)"):
         load_bundle(path)
 

@@ -88,13 +88,13 @@ def test_bundle_endpoints_decide_where_requests_go(tmp_path: Path):
     )
     identity = certificate_identity(bundle=bundle)
     assert identity.graph_endpoint == "https://graph.microsoft.us/v1.0"
-    assert identity.credential._client._authority == "https://login.microsoftonline.us"
+    assert identity.credential.current._client._authority == "https://login.microsoftonline.us"
     asyncio.run(identity.close())
 
 
 def test_key_problems_are_input_errors(tmp_path: Path):
     env = {"AZURE_TENANT_ID": BUNDLE["tenantId"], "AZURE_CLIENT_ID": BUNDLE["clientId"]}
-    with pytest.raises(InputError, match="readable by group or others"):
+    with pytest.raises(InputError, match="accessible to group or others"):
         certificate_identity(environ={**env, "AZURE_CLIENT_CERTIFICATE_PATH": str(key_file(tmp_path, mode=0o644))})
     with pytest.raises(InputError, match="the private key is not RSA"):
         certificate_identity(environ={**env, "AZURE_CLIENT_CERTIFICATE_PATH": str(key_file(tmp_path, key_type="ec"))})
@@ -107,7 +107,7 @@ def test_key_problems_are_input_errors(tmp_path: Path):
 def test_managed_identity_selection(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-4333-8444-555555555555")
     identity = platform_identity("managed-identity", bundle=parse_bundle(BUNDLE))
-    assert isinstance(identity.credential, aio.ManagedIdentityCredential)
+    assert isinstance(identity.credential.current, aio.ManagedIdentityCredential)
     assert identity.tenant_id == BUNDLE["tenantId"]
     assert identity.description == "managed identity 11111111-2222-4333-8444-555555555555"
     asyncio.run(identity.close())
@@ -120,7 +120,7 @@ def test_workload_identity_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("AZURE_CLIENT_ID", BUNDLE["clientId"])
     monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
     identity = platform_identity("workload-identity", cloud="china")
-    assert isinstance(identity.credential, aio.WorkloadIdentityCredential)
+    assert isinstance(identity.credential.current, aio.WorkloadIdentityCredential)
     assert identity.graph_endpoint == "https://microsoftgraph.chinacloudapi.cn/v1.0"
     asyncio.run(identity.close())
     monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE")
@@ -139,7 +139,7 @@ def test_azure_pipelines_selection(monkeypatch: pytest.MonkeyPatch):
     }.items():
         monkeypatch.setenv(name, value)
     identity = platform_identity("azure-pipelines")
-    assert isinstance(identity.credential, aio.AzurePipelinesCredential)
+    assert isinstance(identity.credential.current, aio.AzurePipelinesCredential)
     asyncio.run(identity.close())
 
 

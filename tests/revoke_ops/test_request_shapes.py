@@ -21,7 +21,13 @@ class CapturingSession(GraphSession):
         self.sent: list[tuple[str, str, Any]] = []
 
     async def send(
-        self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        *,
+        client_request_id: str | None = None,
     ) -> GraphResponse:
         self.sent.append((method, url, body))
         return GraphResponse(200, {}, {"responses": []}, "x")

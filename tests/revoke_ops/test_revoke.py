@@ -196,7 +196,7 @@ def test_loose_bundle_permissions_are_refused(ops: Ops):
     ops.bundle.chmod(0o644)
     result = ops.cli("revoke", "--user", ops.run.sandbox.tenant.users[246].id)
     assert result.returncode == 2
-    assert f"the credentials bundle {ops.bundle} is readable by group or others" in result.stderr
+    assert f"the credentials bundle {ops.bundle} is accessible to group or others" in result.stderr
     assert f"chmod 600 {ops.bundle}" in result.stderr
 
 

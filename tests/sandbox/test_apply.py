@@ -49,7 +49,7 @@ def test_sandbox_stack_applies_to_a_working_bundle(sandbox: Running, tmp_path: P
     out = tmp_path / "bundle.json"
     outputs = apply(Path(sandbox.sandbox.state_dir), "sandbox", out)
     assert oct(out.stat().st_mode & 0o777) == "0o600"
-    bundle = load_bundle(out)  # validates against the committed schema
+    bundle = load_bundle(out, allow_custom_cloud=True)  # validates against the committed schema
     assert bundle.graph_endpoint == sandbox.info["graphEndpoint"]
     token = bundle_token(sandbox, outputs)
     assert sorted(token["roles"]) == sorted(outputs["applicationPermissions"])

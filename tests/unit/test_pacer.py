@@ -1,0 +1,81 @@
+"""The pacer keeps to the write budget; the ETA comes from that budget, not the average so far."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from revoke_ops.engine import EngineOptions
+from revoke_ops.errors import InputError
+from revoke_ops.pacer import Pacer
+from tests.unit.clock import FakeClock
+
+
+def test_pacer_allows_the_burst_then_the_rate() -> None:
+    clock = FakeClock()
+    pacer = Pacer(clock, burst=100, rate=20)
+
+    async def go() -> None:
+        for _ in range(5):
+            await pacer.acquire(20)  # the burst: no waiting
+        assert clock.now == 0
+        await pacer.acquire(20)  # then 20 writes need one second at 20/s
+        assert clock.now == pytest.approx(1.0)
+        pacer.pause(7)
+        await pacer.acquire(1)
+        assert clock.now >= 8.0
+
+    asyncio.run(go())
+
+
+def test_eta_from_the_budget_not_the_average_since_start() -> None:
+    # Issue 11 #10: right after a burst of 2,540 the average rate says "ETA 20 s" for 2,540 more
+    # at 20/s, which really takes 127 s.
+    clock = FakeClock()
+    pacer = Pacer(clock, burst=3000, rate=20)
+    assert pacer.eta(2000) == 0.0  # all within the full bucket
+
+    async def burst() -> None:
+        await pacer.acquire(3000)
+
+    asyncio.run(burst())
+    clock.now = 2.0  # 40 tokens refilled
+    assert pacer.eta(2540) == pytest.approx((2540 - 40) / 20)
+    pacer.pause(30)
+    assert pacer.eta(20) == pytest.approx(30 + 1.0)
+    assert pacer.eta(0) == 0.0
+
+
+def test_held_pacer_lets_nobody_send_until_released() -> None:
+    clock = FakeClock()
+    pacer = Pacer(clock, burst=10, rate=1)
+
+    async def go() -> bool:
+        pacer.hold()
+        waiting = asyncio.ensure_future(pacer.acquire(1))
+        await asyncio.sleep(0.01)
+        held = not waiting.done()
+        pacer.release()
+        await waiting
+        return held
+
+    assert asyncio.run(go())
+
+
+@pytest.mark.parametrize(
+    ("values", "option"),
+    [
+        ({"write_rate": 0}, "--write-rate"),
+        ({"write_rate": float("inf")}, "--write-rate"),
+        ({"write_burst": -5}, "--write-burst"),
+        ({"concurrency": 0}, "--concurrency"),
+        ({"max_attempts": 0}, "--max-attempts"),
+        ({"max_retry_wait": 0}, "--max-retry-wait"),
+        ({"max_retry_wait": float("nan")}, "--max-retry-wait"),
+        ({"batch_size": 21}, "batch size"),
+    ],
+)
+def test_engine_options_are_validated_naming_the_option(values: dict[str, float], option: str) -> None:
+    with pytest.raises(InputError, match=f"^{option} must be"):
+        EngineOptions(**values)  # type: ignore[arg-type]
