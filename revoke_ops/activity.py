@@ -314,7 +314,7 @@ async def activity_order(
 
     :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read.
     """
-    if not request.all_users:
+    if not request.all_users or (not request.order_by_activity and request.skip_inactive_days is None):
         return None, None
     reason: str | None = None
     if request.filter:

@@ -42,6 +42,8 @@ class RevokeRequest:
     skip_inactive_days: int | None = None
     #: Graph's limit for reads of signInActivity (a time-scaled sandbox needs a higher one)
     activity_reads_per_minute: float = 10.0
+    #: Python API only: False keeps Graph's listing order even when activity is readable (comparisons)
+    order_by_activity: bool = True
 
     def spec(self) -> dict[str, Any]:
         spec = self._spec()
