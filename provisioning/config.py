@@ -143,11 +143,13 @@ def load(
                 f"{COMMON_NAME_MAX}; use at most {room} characters (or a shorter slot name)",
             )
     warnings: list[str] = []
-    if delegated and operators_group is None:
+    # Consent limited to named users (delegatedConsentUsers) already keeps everyone else out:
+    # User.RevokeSessions.All needs admin consent, which no one else has then.
+    if delegated and operators_group is None and not v["delegatedConsentUsers"]:
         warnings.append(
             f"{qualified('operatorsGroup')} is not set: with permissionMode {mode}, every user in the tenant "
-            "can sign in to the app and obtain the delegated scopes; set operatorsGroup to the group of "
-            "operators (see docs/provisioning.md)"
+            "can sign in to the app and obtain the delegated scopes (admin consent covers all principals); "
+            "set operatorsGroup to the group of operators (see docs/provisioning.md)"
         )
 
     if r.problems:

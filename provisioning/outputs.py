@@ -33,6 +33,8 @@ def bundle_outputs(cfg: StackConfig, app: RevokerApp) -> dict[str, pulumi.Input[
         "applicationPermissions": list(cfg.application_permissions),
         "delegatedPermissions": list(cfg.delegated_permissions),
         "certificates": app.certificates,
+        # revoke-ops doctor warns when delegated sign-in is open to the whole tenant.
+        "operatorsGroup": cfg.operators_group,
     }
     if app.certificate_pem is not None and app.private_key_pem is not None:
         outputs["certificatePem"] = app.certificate_pem

@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from revoke_ops.errors import InputError
+from revoke_ops.facts import rfc3339
 from revoke_ops.graph import ADVANCED_HEADERS, USER_FIELDS, GraphRequestError, GraphSession
 from revoke_ops.request import RevokeRequest
 
@@ -100,7 +101,7 @@ def parse_time(value: Any) -> datetime | None:
 
 def format_time(moment: datetime) -> str:
     """An OData DateTimeOffset literal (UTC, whole seconds)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return rfc3339(moment)
 
 
 def last_activity(user: dict[str, Any]) -> datetime | None:

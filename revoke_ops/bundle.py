@@ -70,6 +70,10 @@ class Bundle:
     application_permissions: tuple[str, ...]
     delegated_permissions: tuple[str, ...]
     certificates: tuple[CertificateInfo, ...]
+    #: the group whose direct members may sign in; None: anyone in the tenant (or not exported)
+    operators_group: str | None = None
+    #: whether the bundle says (older programs did not export operatorsGroup)
+    operators_group_known: bool = False
     certificate_pem: str | None = field(default=None, repr=False)
     private_key_pem: str | None = field(default=None, repr=False)
 
@@ -201,6 +205,8 @@ def parse_bundle(document: Any, source: str = "bundle", *, allow_custom_cloud: b
         application_permissions=tuple(document["applicationPermissions"]),
         delegated_permissions=tuple(document["delegatedPermissions"]),
         certificates=certs,
+        operators_group=(document.get("operatorsGroup") or "").lower() or None,
+        operators_group_known="operatorsGroup" in document,
         certificate_pem=document.get("certificatePem"),
         private_key_pem=document.get("privateKeyPem"),
     )

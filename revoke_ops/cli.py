@@ -18,10 +18,17 @@ from typing import Any
 
 from revoke_ops import __version__
 from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV, Bundle, load_bundle
-from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
+from revoke_ops.credentials import (
+    Identity,
+    certificate_identity,
+    delegated_identity,
+    github_actions_identity,
+    platform_identity,
+)
 from revoke_ops.engine import EngineOptions, Summary
 from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError, exit_code_for
 from revoke_ops.hardening import harden_process
+from revoke_ops.journal import default_journal_path
 from revoke_ops.outcomes import Outcome
 from revoke_ops.redact import RedactingFilter, redact
 
@@ -58,7 +65,7 @@ def _credential_options(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--credential",
-        choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines"],
+        choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines", "github-actions"],
         default="certificate",
         help="how to sign in app-only (default: certificate)",
     )
@@ -211,6 +218,10 @@ def _identity(args: argparse.Namespace) -> Identity:
             cloud=args.cloud,
             prompt=prompt,
         )
+    if args.credential == "github-actions":
+        return github_actions_identity(
+            bundle=bundle, cloud=args.cloud, client_id=args.client_id, tenant_id=args.tenant_id
+        )
     if args.credential != "certificate":
         return platform_identity(
             args.credential, bundle=bundle, cloud=args.cloud, client_id=args.client_id, tenant_id=args.tenant_id
@@ -304,6 +315,9 @@ async def _revoke(args: argparse.Namespace) -> int:
         ),
     )
     identity = _identity(args)
+    if not args.dry_run and not args.resume and request.journal is None:
+        request.journal = default_journal_path(identity.tenant_id)  # named here so Ctrl-C can name it
+    args.interrupt_note = _interrupt_note(request)
     progress = Progress(None, sys.stderr.isatty() and not args.dry_run)
 
     said: set[str] = set()  # each warning once, whether at the confirmation or at the end
@@ -385,27 +399,41 @@ async def _revoke(args: argparse.Namespace) -> int:
             "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
             "disable accounts and reset credentials where compromise is suspected."
         )
-    return ExitCode.OK if args.dry_run else result.exit_code
+    return result.exit_code  # a dry run too: what the real run would exit with (not_found -> 1)
+
+
+def _interrupt_note(request: Any) -> Any:
+    """What to tell the operator after Ctrl-C: the journal to resume, or that nothing was started."""
+
+    def note() -> str:
+        if request.dry_run:
+            return "a dry run: nothing was changed"
+        path = request.resume or request.journal
+        if path is None or not Path(path).exists():
+            return "nothing was started (no journal was written): nothing was changed"
+        return f"the journal {path} is intact: continue with `revoke-ops revoke --resume {path}`"
+
+    return note
 
 
 async def _me(args: argparse.Namespace) -> int:
+    from revoke_ops.me import revoke_me
+
     if not args.delegated:
         raise InputError("`revoke-ops me` revokes the signed-in operator's sessions: add --delegated")
     identity = _identity(args)
-    from revoke_ops.graph import GraphSession
-
     try:
-        await identity.token()  # sign in before anything else
-        async with GraphSession(identity) as session:
-            response = await session.send("POST", "/me/revokeSignInSessions")
+        result = await revoke_me(identity)
     finally:
         await identity.close()
-    if 200 <= response.status < 300:
-        print("your sign-in sessions were revoked")
-        return ExitCode.OK
-    raise AuthError(
-        f"Graph refused: {response.status} {response.error_code}: {response.error_message}", response.error_code
-    )
+    if args.output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(
+            f"your sign-in sessions were revoked ({result.user or 'you'}, {result.revoked_at}, request-id "
+            f"{result.request_id or '-'}); `me` writes no journal: note this in your incident record"
+        )
+    return ExitCode.OK
 
 
 async def _verify(args: argparse.Namespace) -> int:
@@ -419,13 +447,21 @@ async def _verify(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(result.to_json(), indent=2))
     else:
-        if result.not_verified:
-            rows = [[e["id"], e.get("upn") or "", e["journal"], e.get("reason", "")] for e in result.not_verified]
-            print(_table(rows, ["NOT VERIFIED (id)", "USER", "JOURNAL", "REASON"]))
+        rows = [
+            [e["verdict"], e["id"], e.get("upn") or e.get("target") or "", e["journal"], e.get("reason", "")]
+            for e in [*result.not_verified, *result.not_found]
+        ]
+        if rows:
+            print(_table(rows, ["VERDICT", "ID", "USER", "JOURNAL", "REASON"]))
         print(
             f"verified: {len(result.verified)}; settled (journal said failed, but it happened): {len(result.settled)}; "
             f"not verified: {len(result.not_verified)}"
         )
+        print(_table([[k, str(v)] for k, v in result.verdicts().items()], ["VERDICT", "USERS"]))
+        note = result.incomplete_note()
+        if note:
+            print(note)
+        print("every target is accounted for" if result.accounted_for else "NOT every target is accounted for")
     return result.exit_code
 
 
@@ -476,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
         handler = {"revoke": _revoke, "me": _me, "verify": _verify, "doctor": _doctor}[args.command]
         return int(asyncio.run(handler(args)))
     except KeyboardInterrupt:
-        print("revoke-ops: interrupted; the journal is intact (resume with --resume JOURNAL)", file=sys.stderr)
+        note = getattr(args, "interrupt_note", None)
+        print(f"revoke-ops: interrupted; {note() if note else 'nothing was changed'}", file=sys.stderr)
         return ExitCode.INTERRUPTED
     except InputError as err:
         _report(err, debug)

@@ -31,11 +31,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from revoke_ops.classify import Decision, Retry, classify_batch
-from revoke_ops.errors import AuthError, InputError, TransientAuthError, TransportError, UnreadableResponseError
+from revoke_ops.errors import (
+    AuthError,
+    InputError,
+    ServiceError,
+    TransientAuthError,
+    TransportError,
+    UnreadableResponseError,
+)
 from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import Journal, now_iso
 from revoke_ops.outcomes import OUTCOMES, Outcome
 from revoke_ops.pacer import Pacer
+from revoke_ops.redact import redact
 from revoke_ops.retry import DEFAULT_MAX_RETRY_WAIT, Clock, RealClock, RetryPolicy
 
 __all__ = [
@@ -181,7 +189,7 @@ class Record:
             "outcome": str(self.outcome),
             "code": self.code,
             "status": self.status,
-            "reason": self.reason,
+            "reason": redact(self.reason) if self.reason else self.reason,  # a peer may echo secrets
             "requestId": self.request_id,
             "clientRequestId": self.client_request_id,
             "sentAt": self.sent_at,
@@ -302,6 +310,19 @@ class Engine:
         async def produce() -> None:
             normal: list[Send] = []
             urgent: list[Send] = []
+            try:
+                await feed(normal, urgent)
+            except (ServiceError, TransportError, UnreadableResponseError) as err:
+                if not self.summary.requests and not self.summary.total:
+                    raise  # nothing was done yet: the service failure is the whole story (exit 4)
+                # Reading the targets failed mid-run: what was sent stays recorded and the run ends
+                # with its summary and a resume hint, rather than an error that hides it.
+                self._stop(f"reading the targets failed: {err}")
+            for priority, bucket in ((0, urgent), (1, normal)):
+                if bucket:
+                    await queue.put((priority, next(order), list(bucket)))
+
+        async def feed(normal: list[Send], urgent: list[Send]) -> None:
             async for item in items:
                 if self.summary.stopped:
                     return  # the rest stays without an outcome: a resume picks it up
@@ -320,9 +341,6 @@ class Engine:
                         urgent.clear()
                     await queue.put((0 if bucket is urgent else 1, next(order), list(bucket)))
                     bucket.clear()
-            for priority, bucket in ((0, urgent), (1, normal)):
-                if bucket:
-                    await queue.put((priority, next(order), list(bucket)))
 
         async def work() -> None:
             while True:

@@ -27,6 +27,7 @@ __all__ = [
     "GRAPH_APP_ID",
     "READ_PERMISSIONS",
     "REVOKE_PERMISSION",
+    "TOKEN_EXCHANGE_AUDIENCE",
     "Cloud",
     "GraphPermission",
     "bundle_schema",
@@ -40,6 +41,9 @@ __all__ = [
 
 #: Application (client) id of Microsoft Graph, the same in every tenant and cloud.
 GRAPH_APP_ID: Final = "00000003-0000-0000-c000-000000000000"
+
+#: The audience Entra accepts in federated credentials' tokens (Graph federatedIdentityCredential docs).
+TOKEN_EXCHANGE_AUDIENCE: Final = "api://AzureADTokenExchange"  # noqa: S105  # an audience, not a secret
 
 #: Version of the credentials bundle (the stack outputs). Bump on any incompatible change.
 BUNDLE_SCHEMA_VERSION: Final = 1

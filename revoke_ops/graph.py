@@ -36,6 +36,7 @@ from msgraph.graph_request_adapter import options as graph_options
 from msgraph_core import GraphClientFactory
 
 from revoke_ops.credentials import Identity, ca_bundle, explain_auth_error
+from revoke_ops.credentials.identity import unreachable_error
 from revoke_ops.errors import (
     GraphRequestError,
     ServiceError,
@@ -144,27 +145,10 @@ class BatchItem:
     body: Any = None
 
 
-#: OAuth error codes and AADSTS numbers of a token endpoint that failed for now (try again later):
-#: ``temporarily_unavailable`` (RFC 6749 5.2), AADSTS90033 (a transient error has occurred),
-#: AADSTS90055 (too many requests to the tenant).
-TRANSIENT_TOKEN_ERRORS = ("temporarily_unavailable", "AADSTS90033", "AADSTS90055")
-
-
 def token_failure(err: Exception, identity: Identity) -> Exception:
-    """A failure to get a token while sending: transient (retry later) or not (stop, explained)."""
+    """A failure to get a token while sending: transient (:class:`TransientAuthError`, retry later) or not."""
     if isinstance(err, (ServiceRequestError, ServiceResponseError)):
-        return TransientAuthError(
-            f"the identity platform at {identity.authority_host} could not be reached: {type(err).__name__}",
-            code="TokenEndpointUnreachable",
-        )
-    text = str(getattr(err, "message", None) or err)
-    response = getattr(err, "response", None)
-    status = getattr(response, "status_code", None)
-    if (isinstance(status, int) and (status >= 500 or status == 429)) or any(
-        code in text for code in TRANSIENT_TOKEN_ERRORS
-    ):
-        explained = explain_auth_error(err, f"{identity.description} in tenant {identity.tenant_id}")
-        return TransientAuthError(str(explained), code=explained.code or f"HTTP{status}")
+        return unreachable_error(err, identity.authority_host)
     return explain_auth_error(err, f"{identity.description} in tenant {identity.tenant_id}")
 
 
@@ -230,15 +214,14 @@ class GraphSession:
             self._http = None
 
     async def renew_token(self) -> None:
-        """Acquire a token again through the credential (as the Graph client asks for it), after a 401.
+        """A new token from the identity platform, not the cached one (after Graph answered 401).
+
+        The credential this session's Graph client holds is renewed, so the next request carries it.
 
         :raises TransientAuthError: the identity platform failed for now.
         :raises AuthError: the credential is refused.
         """
-        try:
-            await self.identity.credential.get_token(self.identity.graph_scope, enable_cae=True)
-        except (ClientAuthenticationError, ServiceRequestError, ServiceResponseError) as err:
-            raise token_failure(err, self.identity) from err
+        await self.identity.fresh_token()
 
     async def send(
         self,
@@ -336,11 +319,12 @@ class GraphSession:
             next_url = link if isinstance(link, str) and link else None
 
     async def read(self, url: str, headers: dict[str, str] | None = None, *, page: bool = False) -> GraphResponse:
-        """GET under the READ policy: connection errors, unreadable answers, 429 and 5xx are retried.
+        """GET under the READ policy: connection errors, unreadable answers, no token for now, 429 and 5xx are retried.
 
         :param page: the answer must be a collection page (a JSON object with a ``value`` list).
         :returns: the last answer (an error status once the policy is exhausted on 429/5xx).
-        :raises ServiceError: the request kept failing to arrive or the answers stayed unreadable.
+        :raises ServiceError: the request kept failing to arrive or the answers stayed unreadable
+            (:class:`TransientAuthError` when no token could be had).
         """
         policy = self.read_policy
         attempt = 0
@@ -352,8 +336,10 @@ class GraphSession:
                     raise UnreadableResponseError(
                         f"HTTP 200 without a collection page ({_shape(response.body)}, no 'value' list)"
                     )
-            except (TransportError, UnreadableResponseError) as err:
+            except (TransportError, UnreadableResponseError, TransientAuthError) as err:
                 if policy.is_exhausted(attempt):
+                    if isinstance(err, TransientAuthError):
+                        raise
                     raise self._read_failed(url, attempt, err) from err
                 wait = policy.wait(attempt)
             else:
@@ -390,7 +376,7 @@ class GraphSession:
             asked: float | None = None
             try:
                 response = await self.batch(todo)
-            except (TransportError, UnreadableResponseError) as err:
+            except (TransportError, UnreadableResponseError, TransientAuthError) as err:
                 log.debug("$batch of %d reads: %s", len(todo), err)
                 retry = todo
             else:

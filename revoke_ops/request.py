@@ -97,12 +97,21 @@ def exclusion_values(request: RevokeRequest) -> list[str]:
     values = list(request.exclude)
     errors = []
     for name in request.exclude_files:
-        handle = TargetFile.open(name)
-        for item in handle.targets():
-            if isinstance(item, InputError):
-                errors.append(str(item))
-            else:
-                values.append(item.key)
+        handle = TargetFile.open(name, "--exclude-file")
+        try:
+            before = len(values)
+            for item in handle.targets():
+                if isinstance(item, InputError):
+                    errors.append(str(item))
+                else:
+                    values.append(item.key)
+        finally:
+            handle.cleanup()
+        if len(values) == before and not errors:
+            raise InputError(
+                f"--exclude-file {name} names nobody (empty, or only comments/a header): an exclusion file "
+                "given is meant to protect someone, so the run is refused; nothing was changed"
+            )
     if errors:
         raise InputError("invalid exclusion line(s); nothing was changed:\n" + "\n".join(f"  {e}" for e in errors[:20]))
     for value in request.exclude:
@@ -182,6 +191,10 @@ def check_sources(request: RevokeRequest) -> None:
         raise InputError("no targets: give --user, --from-file, --group or --all-users")
     if sources > 1:
         raise InputError("give targets one way per run: --user/--from-file, or --group, or --all-users")
+    if "-" in request.files and "-" in request.exclude_files:
+        raise InputError(
+            "--from-file - and --exclude-file - cannot both read standard input: give one of them as a file"
+        )
     if request.filter and not request.all_users:
         raise InputError("--filter goes with --all-users")
     days = request.skip_inactive_days

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import getpass
 import logging
@@ -141,6 +142,7 @@ class Prepared:
     digest: str
     resumed: bool
     added_exclusions: list[str]
+    resume_state: JournalState | None = None  # the journal as read: execute refuses it if it changed since
 
     @property
     def needs_confirmation(self) -> bool:
@@ -252,7 +254,16 @@ async def prepare(
         skip_estimate=estimate,
     )
     return Prepared(
-        request, identity, session, caps, plan, confirmation, digest, resume_state is not None, added_exclusions or []
+        request,
+        identity,
+        session,
+        caps,
+        plan,
+        confirmation,
+        digest,
+        resume_state is not None,
+        added_exclusions or [],
+        resume_state,
     )
 
 
@@ -268,7 +279,7 @@ async def execute(
     journal = None
     if not request.dry_run:
         path = request.journal or default_journal_path(identity.tenant_id)
-        journal = Journal(path, append=prepared.resumed)
+        journal = Journal(path, append=prepared.resumed, expect=prepared.resume_state)
         journal.header(
             tool=f"revoke-ops {__version__}",
             tenant=identity.tenant_id,
@@ -295,11 +306,21 @@ async def execute(
     options = dataclasses.replace(request.engine, dry_run=request.dry_run, delegated=identity.delegated)
     factory = engine_factory or Engine
     engine = factory(prepared.session, journal, options, on_outcome=on_progress, on_would_revoke=collect)
+    stopped: str | None = None
     try:
         summary = await engine.run(stream(prepared.plan, prepared.session, prepared.caps))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        stopped = "interrupted"
+        raise
+    except BaseException as err:
+        stopped = f"error: {type(err).__name__}"
+        raise
     finally:
         if journal is not None:
-            journal.write({"type": "end", "summary": engine.summary.to_json()})
+            if not engine.summary.finished:  # stopped part-way: the duration so far, never negative
+                engine.summary.finished = engine.clock.monotonic()
+            stopped = stopped or engine.summary.stopped  # the engine gave up (tokens kept failing)
+            journal.end(engine.summary.to_json(), completed=stopped is None, stopped_by=stopped)
             journal.close()
     warnings = list(prepared.confirmation.warnings)
     incomplete = _stopped(summary, journal.path if journal else None) or _short_listing(prepared, summary)
@@ -361,6 +382,13 @@ async def revoke(
     added: list[str] = []
     if request.resume is not None:
         resume_state = read_journal(request.resume)
+        if resume_state.torn_line is not None:
+            log.warning(
+                "%s:%d: the journal's last line is incomplete (a crash while writing it): it is ignored, and the "
+                "resumed run continues on a new line",
+                request.resume,
+                resume_state.torn_line,
+            )
         if resume_state.header.get("tenant") != identity.tenant_id:
             raise InputError(
                 f"the journal {request.resume} is for tenant {resume_state.header.get('tenant')}, "
@@ -368,8 +396,10 @@ async def revoke(
             )
         request, added = resumed_request(request, resume_state)
     check_sources(request)
-    files = [TargetFile.open(name) for name in request.files]
+    files: list[TargetFile] = []
     try:
+        for name in request.files:
+            files.append(TargetFile.open(name))  # a stdin spool is removed on any later error too
         read_policy = dataclasses.replace(READ, max_retry_wait=request.engine.max_retry_wait)
         async with GraphSession(identity, timeout=request.timeout, read_policy=read_policy) as session:
             prepared = await prepare(

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 import re
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -27,7 +27,13 @@ GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 # begin with `$`; the domain is a verified domain name. At most 113 characters in all.
 UPN = re.compile(r"^(?=.{3,113}$)[A-Za-z0-9'._!#^~$-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}$")
 ID_COLUMNS = ("id", "objectid", "object id", "userid", "user id")
-UPN_COLUMNS = ("userprincipalname", "upn", "user principal name", "mail", "email", "user")
+UPN_COLUMNS = ("userprincipalname", "upn", "user principal name", "user")
+#: Columns that hold addresses, not sign-in names: a mail address often differs from the UPN.
+MAIL_COLUMNS = ("mail", "email", "e-mail", "mail address", "email address", "primary smtp address")
+#: Entra's bulk-operation templates: "version:v1.0" on the first row, then headings such as
+#: "User name [userPrincipalName] Required" (Microsoft Entra "Bulk delete users", CSV template structure).
+TEMPLATE_VERSION = re.compile(r"^version:v\d", re.IGNORECASE)
+TEMPLATE_HEADING = re.compile(r"\[([A-Za-z]+)\]")
 MAX_ERRORS_SHOWN = 20
 
 
@@ -59,87 +65,138 @@ def key_hash(key: str) -> int:
     return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
 
 
+def _column_name(cell: str) -> str:
+    """A heading as a plain lower-case name: "User name [userPrincipalName] Required" -> "userprincipalname"."""
+    template = TEMPLATE_HEADING.search(cell)
+    return (template.group(1) if template else cell).strip().lower()
+
+
 @dataclass
 class TargetFile:
-    """A target file (or stdin, spooled to a private temporary file for the second pass)."""
+    """A target file (or stdin, spooled to a private file for the later passes).
+
+    One user per line, or CSV with a header naming the user column (read as CSV over the whole
+    file, so quoted fields may hold newlines), including Entra's bulk-operation template
+    (``version:v1.0``, then ``User name [userPrincipalName] Required``).
+    """
 
     path: Path
     label: str
     column: int | None = None  # CSV column holding the user, None for one-per-line
     count: int = 0
     duplicates: int = 0
-    _spooled: bool = False
+    _spool_dir: Path | None = None
+    _header_row: int = 0  # the CSV header's row number (csv records, 1-based), 0 for none
+    _delimiter: str = ","
+    _checked: bool = False
 
     @classmethod
-    def open(cls, name: str) -> TargetFile:
+    def open(cls, name: str, option: str = "--from-file") -> TargetFile:
+        """Open ``name`` (``-`` spools stdin into a private 0700 directory, removed by :meth:`cleanup`).
+
+        :raises InputError: no such file, a directory, or unreadable.
+        """
         if name == "-":
-            fd, spool = tempfile.mkstemp(prefix="revoke-ops-stdin-", suffix=".txt")
-            os.chmod(spool, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                for line in sys.stdin:
-                    out.write(line)
-            return cls(Path(spool), "<stdin>", _spooled=True)
+            spool_dir = Path(tempfile.mkdtemp(prefix="revoke-ops-stdin-"))  # 0700
+            spool = spool_dir / "targets.txt"
+            try:
+                fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+                with os.fdopen(fd, "w", encoding="utf-8") as out:
+                    for line in sys.stdin:
+                        out.write(line)
+            except BaseException:
+                shutil.rmtree(spool_dir, ignore_errors=True)
+                raise
+            return cls(spool, "<stdin>", _spool_dir=spool_dir)
         path = Path(name)
+        if path.is_dir():
+            raise InputError(f"{option} {name}: is a directory; give the file that lists the users")
         if not path.is_file():
-            raise InputError(f"--from-file {name}: no such file")
+            raise InputError(f"{option} {name}: no such file")
         return cls(path, name)
 
     def cleanup(self) -> None:
-        if self._spooled:
-            self.path.unlink(missing_ok=True)
+        """Remove the stdin spool (and its directory); nothing for a named file."""
+        if self._spool_dir is not None:
+            shutil.rmtree(self._spool_dir, ignore_errors=True)
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
+    def _text(self) -> Iterator[str]:
         try:
             with self.path.open("r", encoding="utf-8-sig", newline="") as handle:
-                yield from enumerate(handle, start=1)
+                yield from handle
         except UnicodeDecodeError as err:
             raise InputError(f"{self.label}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
-    def _header(self) -> None:
-        """Detect a CSV header on the first meaningful line and pick the user column."""
-        for number, line in self._lines():
-            text = line.strip()
-            if not text or text.startswith("#"):
+    def _csv(self) -> Iterator[tuple[int, int, list[str]]]:
+        """(row number, first line of the row, cells) for every CSV record of the whole file."""
+        reader = csv.reader(self._text(), delimiter=self._delimiter, skipinitialspace=False)
+        line = 1
+        try:
+            for row_number, cells in enumerate(reader, start=1):
+                yield row_number, line, cells
+                line = reader.line_num + 1
+        except csv.Error as err:
+            raise InputError(f"{self.label}:{reader.line_num}: not valid CSV ({err})") from None
+
+    def _detect(self) -> None:
+        """Decide one-per-line or CSV from the first meaningful line, and find the user column."""
+        self._checked = True
+        first = next((t.strip() for t in self._text() if t.strip() and not t.strip().startswith("#")), None)
+        if first is None:
+            return
+        template = bool(TEMPLATE_VERSION.match(first))
+        if not template and not any(sep in first for sep in ",;\t"):
+            return  # one user per line
+        self._delimiter = "\t" if "\t" in first else ";" if ";" in first and "," not in first else ","
+        for row, line, cells in self._csv():
+            text = ",".join(cells).strip()
+            if not text or text.startswith("#") or (template and TEMPLATE_VERSION.match(cells[0].strip())):
                 continue
-            if "," not in text and ";" not in text and "\t" not in text:
-                self.column = None
-                return
-            dialect = csv.excel_tab if "\t" in text else csv.excel
-            cells = [c.strip().lower() for c in next(csv.reader(io.StringIO(text), dialect))]
-            for names in (ID_COLUMNS, UPN_COLUMNS):
-                for i, cell in enumerate(cells):
-                    if cell in names:
-                        self.column = i
-                        self._header_line = number
-                        self._dialect = dialect
+            names = [_column_name(c) for c in cells]
+            for wanted in (ID_COLUMNS, UPN_COLUMNS):
+                for i, name in enumerate(names):
+                    if name in wanted:
+                        self.column, self._header_row = i, row
                         return
+            mail = [c.strip() for c, n in zip(cells, names, strict=True) if n in MAIL_COLUMNS]
+            if mail:
+                raise InputError(
+                    f"{self.label}:{line}: the only user column is {mail[0]!r}: a mail address is not a "
+                    "userPrincipalName (they often differ, and mail is not unique), so it is not matched. Export "
+                    "the userPrincipalName or id column instead"
+                )
             raise InputError(
-                f"{self.label}:{number}: a CSV file needs a header naming the user column "
-                f"(one of: id, objectId, userPrincipalName, upn, mail); got {', '.join(cells)[:120]}"
+                f"{self.label}:{line}: a CSV file needs a header naming the user column "
+                f"(one of: id, objectId, userPrincipalName, upn, or Entra's template heading "
+                f"'User name [userPrincipalName] Required'); got {', '.join(cells)[:120]}"
             )
-        self.column = None
+        raise InputError(f"{self.label}: a CSV file (or Entra template) without a header naming the user column")
 
     def targets(self) -> Iterator[Target | InputError]:
         """Yield every target, or an InputError for a bad line (the caller collects them)."""
-        if not hasattr(self, "_checked"):
-            self._header()
-            self._checked = True
-        header_line = getattr(self, "_header_line", 0)
-        for number, line in self._lines():
-            text = line.strip()
-            if not text or text.startswith("#") or number == header_line:
+        if not self._checked:
+            self._detect()
+        if self.column is None:
+            for number, line in enumerate(self._text(), start=1):
+                text = line.strip()
+                if text and not text.startswith("#"):
+                    yield _parse_or_error(text, f"{self.label}:{number}")
+            return
+        for row, first_line, cells in self._csv():
+            if row <= self._header_row or not "".join(cells).strip() or cells[0].strip().startswith("#"):
                 continue
-            source = f"{self.label}:{number}"
-            if self.column is not None:
-                cells = next(csv.reader(io.StringIO(text), self._dialect))
-                if self.column >= len(cells) or not cells[self.column].strip():
-                    yield InputError(f"{source}: no value in the user column")
-                    continue
-                text = cells[self.column]
-            try:
-                yield parse_target(text, source)
-            except InputError as err:
-                yield err
+            source = f"{self.label}:{first_line}"
+            if self.column >= len(cells) or not cells[self.column].strip():
+                yield InputError(f"{source}: no value in the user column")
+                continue
+            yield _parse_or_error(cells[self.column], source)
+
+
+def _parse_or_error(text: str, source: str) -> Target | InputError:
+    try:
+        return parse_target(text, source)
+    except InputError as err:
+        return err
 
 
 def validate_files(files: list[TargetFile], users: list[str]) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sandbox.catalog import GRAPH_APP_ID
+from sandbox.federation import Federation, FederationError, verify_federated_assertion
 from sandbox.tenant import Application, Tenant, User
 from sandbox.throttle import Clock
 
@@ -99,6 +100,8 @@ class IdentityPlatform:
     base_url: str
     graph_resource: str
     settings: IdentitySettings = field(default_factory=IdentitySettings)
+    #: the OIDC issuers whose signing keys federated assertions are checked against
+    federation: Federation | None = None
 
     def __post_init__(self) -> None:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -254,8 +257,16 @@ class IdentityPlatform:
     def _verify_assertion(self, app: Application, assertion: str, token_url: str) -> None:
         try:
             header = jwt.get_unverified_header(assertion)
+            issuer = jwt.decode(assertion, options={"verify_signature": False}).get("iss")
         except jwt.PyJWTError as err:
             raise TokenError("invalid_client", 50027, f"JWT token is invalid or malformed ({err}).", 401) from None
+        if issuer != app.app_id:
+            # Not signed by the app itself: a federated credential's token (workload identity federation).
+            try:
+                verify_federated_assertion(self.federation, app, assertion)
+            except FederationError as err:
+                raise TokenError("invalid_client", err.code, err.text, 401) from None
+            return
         alg = header.get("alg")
         digest: hashes.HashAlgorithm
         if alg == "RS256" and "x5t" in header:

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from sandbox import federation
 from sandbox.catalog import BY_NAME, GRAPH_SP_ID
 from sandbox.graph import Faults, Graph, Request
 from sandbox.identity import IdentityPlatform, IdentitySettings, TokenError
@@ -191,6 +192,7 @@ class Sandbox:
             GRAPH_RESOURCE,
             IdentitySettings(self.options.consent_delay, self.options.auto_approve_user),
         )
+        self.identity.federation = self.federation = federation.Federation(base_url)
         self.graph = Graph(self.tenant, self.identity, self.throttle, base_url, self.options.faults, self.rng)
         app = web.Application(client_max_size=16 * 1024 * 1024)
         tenant_paths = "/{tenant}"
@@ -204,6 +206,7 @@ class Sandbox:
         app.router.add_get("/_control/revocations", self._control_revocations)
         app.router.add_post("/_control/settings", self._control_settings)
         app.router.add_post("/_control/devicecode", self._control_device)
+        federation.add_routes(app, self.federation)
         return app
 
     def _seed_deployer(self) -> dict[str, str]:

@@ -129,6 +129,8 @@ class Application:
     redirect_uris: list[str] = field(default_factory=list)
     required_resource_access: list[dict[str, Any]] = field(default_factory=list)
     key_credentials: list[dict[str, Any]] = field(default_factory=list)
+    #: federatedIdentityCredentials (a navigation property: not part of to_graph)
+    federated_credentials: list[dict[str, Any]] = field(default_factory=list)
     owners: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     notes: str | None = None

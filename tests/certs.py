@@ -9,6 +9,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
+from revoke_ops.facts import thumbprint
+
 
 def make_certificate(
     *,
@@ -40,8 +42,9 @@ def make_certificate(
 
 
 def sha256_fingerprint(cert_pem: str) -> str:
-    return x509.load_pem_x509_certificate(cert_pem.encode()).fingerprint(hashes.SHA256()).hex()
+    """Lower-case hex, as the stack loader names a supplied certificate."""
+    return thumbprint(cert_pem, "sha256").lower()
 
 
 def sha1_thumbprint(cert_pem: str) -> str:
-    return x509.load_pem_x509_certificate(cert_pem.encode()).fingerprint(hashes.SHA1()).hex().upper()
+    return thumbprint(cert_pem)

@@ -8,6 +8,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
+from hypothesis import given
+from hypothesis import strategies as st
 
 from revoke_ops.facts import CLOUDS, endpoint_problems, parse_rfc3339, rfc3339, thumbprint, utc_seconds
 from tests.certs import make_certificate
@@ -146,3 +148,21 @@ def test_endpoint_problems_name_the_key_and_the_rule(cloud: str, graph: str, aut
 def test_custom_cloud_allows_other_hosts_and_ports():
     assert endpoint_problems("custom", "https://127.0.0.1:47443/v1.0", "https://127.0.0.1:47443") == []
     assert endpoint_problems("custom", "https://graph.contoso.test/v1.0", "https://login.contoso.test") == []
+
+
+@given(
+    moment=st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(9998, 1, 1), timezones=st.just(UTC)),
+    offset_minutes=st.integers(min_value=-14 * 60, max_value=14 * 60),
+    nanosecond=st.integers(min_value=0, max_value=999_999_999),
+)
+def test_utc_seconds_of_any_go_marshalled_time_is_its_utc_second(
+    moment: datetime, offset_minutes: int, nanosecond: int
+):
+    whole = moment.replace(microsecond=0)
+    local = whole.astimezone(timezone(timedelta(minutes=offset_minutes)))
+    fraction = f"{nanosecond:09d}".rstrip("0")
+    offset = local.strftime("%z")
+    zone = "Z" if offset_minutes == 0 else f"{offset[:3]}:{offset[3:]}"
+    text = local.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + zone
+    assert utc_seconds(text) == whole.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert parse_rfc3339(text).microsecond == nanosecond // 1000

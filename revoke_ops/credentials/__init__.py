@@ -4,6 +4,7 @@
   azure-identity environment variables);
 - :mod:`.platform`: azure-identity's managed identity, workload identity and Azure Pipelines
   credentials;
+- :mod:`.federated`: GitHub Actions' OIDC token as the client assertion (a federated credential);
 - :mod:`.delegated`: an operator signs in (device code or an interactive browser), once per command;
 - :mod:`.tenant`: the one place that decides tenant, client id and endpoints for all of them;
 - :mod:`.identity`: the typed :class:`Identity` they all produce, and error translation.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from revoke_ops.credentials.certificate import bundle_certificate_problems, certificate_identity, key_and_certificate
 from revoke_ops.credentials.delegated import DELEGATED_METHODS, delegated_identity
+from revoke_ops.credentials.federated import github_actions_identity
 from revoke_ops.credentials.identity import (
     CredentialKind,
     Identity,
@@ -41,6 +43,7 @@ __all__ = [
     "certificate_identity",
     "delegated_identity",
     "explain_auth_error",
+    "github_actions_identity",
     "key_and_certificate",
     "platform_identity",
     "resolve_where",

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from revoke_ops import facts
 from revoke_ops.bundle import Bundle, refuse_untrusted_file
 from revoke_ops.credentials.identity import CredentialKind, Identity, RenewableCredential, ca_bundle
 from revoke_ops.credentials.tenant import resolve_where
@@ -75,7 +76,7 @@ def key_and_certificate(pem: bytes, source: str) -> KeyAndCertificate:
             f"{source} holds no certificate matching its private key"
             + (f" (it holds {len(certs)} certificate(s) for other keys)" if certs else "")
         )
-    thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303  # Entra's thumbprint
+    thumbprint = facts.thumbprint(cert.public_bytes(serialization.Encoding.DER))
     return KeyAndCertificate(pem, thumbprint, cert.not_valid_before_utc, cert.not_valid_after_utc)
 
 

@@ -50,6 +50,16 @@ AADSTS_HINTS = {
     "50105": "you are not assigned to the application: ask to be added to the stack's operatorsGroup",
     "500011": "the Graph resource was not found: the bundle's graphScope does not match this cloud",
     "700024": "the client assertion is outside its valid time range: check this machine's clock",
+    # Federated credentials (workload identity federation): matched case-sensitively, issuer first.
+    "700211": "no federated credential on the application trusts this token's issuer: add one to the stack's "
+    "federatedCredentials (GitHub Actions: https://token.actions.githubusercontent.com) and `pulumi up`",
+    "700213": "no federated credential on the application matches this job's subject: the stack's federatedCredentials "
+    "must hold it exactly (GitHub: repo:OWNER/REPO:environment:NAME, or with @ids for repositories using immutable "
+    "subjects), and the job must run in that environment",
+    "7002138": "the subject differs from a federated credential's only in letter case: matching is case-sensitive, "
+    "fix the owner, repository or environment name in the stack's federatedCredentials",
+    "700212": "the token's audience is not the federated credential's: request it for api://AzureADTokenExchange "
+    "(the credential's audience)",
 }
 
 #: AADSTS codes that mean "try again later": 90033 "a transient error has occurred" (Entra's error
@@ -65,6 +75,7 @@ class CredentialKind(StrEnum):
     MANAGED_IDENTITY = "managed-identity"
     WORKLOAD_IDENTITY = "workload-identity"
     AZURE_PIPELINES = "azure-pipelines"
+    GITHUB_ACTIONS = "github-actions"
     DELEGATED = "delegated"
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import jwt
 
-from sandbox.graph import applications, consent, groups, roles, users
+from sandbox.graph import applications, consent, federated, groups, roles, users
 from sandbox.graph.base import Caller, Context, Faults, GraphError, Request, Response
 from sandbox.graph.batch import run_batch
 from sandbox.graph.routing import Router
@@ -24,7 +24,7 @@ _COLLECTIONS = ("users", "members", "transitiveMembers", "microsoft.graph.user",
 
 def build_router() -> Router:
     router = Router()
-    for module in (users, groups, roles, applications, consent):
+    for module in (users, groups, roles, applications, federated, consent):
         module.register(router)
     return router
 

@@ -370,3 +370,6 @@ def test_delegated_mode_without_operators_group_warns_who_can_sign_in(mode: str)
     grouped = load_ok({"permissionMode": mode, "operatorsGroup": "0f1e2d3c-4b5a-4697-8877-665544332211"})
     assert grouped.warnings == ()
     assert load_ok({"permissionMode": "application"}).warnings == ()
+    # Consent for named users only: no one else holds the admin-consented scopes.
+    named = load_ok({"permissionMode": mode, "delegatedConsentUsers": ["7d6c5b4a-3928-4716-a5b4-c3d2e1f0a9b8"]})
+    assert named.warnings == ()

@@ -33,7 +33,8 @@ def write_bundle(
     key = pem[: pem.index("-----BEGIN CERTIFICATE-----")]
     cert = pem[pem.index("-----BEGIN CERTIFICATE-----") :]
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes
+
+    from revoke_ops.facts import rfc3339, thumbprint
 
     parsed = x509.load_pem_x509_certificate(cert.encode())
     app = creds.app
@@ -54,10 +55,10 @@ def write_bundle(
             {
                 "slot": "primary",
                 "source": "generated",
-                "thumbprint": parsed.fingerprint(hashes.SHA1()).hex().upper(),
-                "thumbprintSha256": parsed.fingerprint(hashes.SHA256()).hex().upper(),
+                "thumbprint": thumbprint(cert),
+                "thumbprintSha256": thumbprint(cert, "sha256"),
                 "keyId": app.key_credentials[0]["keyId"],
-                "notAfter": parsed.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "notAfter": rfc3339(parsed.not_valid_after_utc),
             }
         ],
     }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -156,3 +157,75 @@ def test_bundle_json_roundtrip_has_no_secret_in_repr(tmp_path: Path):
     bundle = parse_bundle({**BUNDLE, "certificatePem": cert, "privateKeyPem": key})
     assert "PRIVATE" not in repr(bundle) and key[40:80] not in repr(bundle)
     assert json.loads(json.dumps(BUNDLE)) == BUNDLE
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    return {
+        "AZURE_TENANT_ID": BUNDLE["tenantId"],
+        "AZURE_CLIENT_ID": BUNDLE["clientId"],
+        "AZURE_CLIENT_CERTIFICATE_PATH": str(key_file(tmp_path)),
+        **extra,
+    }
+
+
+def test_azure_authority_host_is_honoured_on_the_environment_path(tmp_path: Path):
+    identity = certificate_identity(environ=_env(tmp_path, AZURE_AUTHORITY_HOST="login.chinacloudapi.cn"))
+    assert identity.authority_host == "https://login.chinacloudapi.cn"
+    assert identity.graph_endpoint == "https://microsoftgraph.chinacloudapi.cn/v1.0"
+    asyncio.run(identity.close())
+    dod = certificate_identity(
+        cloud="usgovernmentdod", environ=_env(tmp_path, AZURE_AUTHORITY_HOST="https://login.microsoftonline.us")
+    )
+    assert dod.graph_endpoint == "https://dod-graph.microsoft.us/v1.0"
+    asyncio.run(dod.close())
+
+
+@pytest.mark.parametrize(
+    ("authority", "cloud", "message"),
+    [
+        ("https://login.microsoftonline.us", None, "serves usgovernment and usgovernmentdod: pass --cloud"),
+        ("https://login.microsoftonline.com", "china", "--cloud china conflicts with AZURE_AUTHORITY_HOST"),
+        ("https://127.0.0.1:8443", None, "is not the authority host of a Microsoft cloud"),
+        ("https://login.microsoftonline.com@127.0.0.1", None, "is not the authority host of a Microsoft cloud"),
+    ],
+)
+def test_a_doubtful_azure_authority_host_is_refused(tmp_path: Path, authority: str, cloud: str | None, message: str):
+    with pytest.raises(InputError, match=re.escape(message)):
+        certificate_identity(cloud=cloud, environ=_env(tmp_path, AZURE_AUTHORITY_HOST=authority))
+
+
+def test_tenant_or_cloud_beside_a_bundle_is_refused(tmp_path: Path):
+    cert, key = make_certificate()
+    bundle = parse_bundle({**BUNDLE, "certificatePem": cert, "privateKeyPem": key})
+    with pytest.raises(InputError, match="--tenant-id 11111111-2222-4333-8444-555555555555"):
+        certificate_identity(bundle=bundle, tenant_id="11111111-2222-4333-8444-555555555555")
+    with pytest.raises(InputError, match=r"--cloud china \(the bundle's cloud is public\)"):
+        delegated_identity("device-code", bundle=bundle, cloud="china")
+
+
+class _Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+        self.reason = "answer"
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "transient"),
+    [
+        ("AADSTS90033: A transient error has occurred. Please try again.", 400, True),
+        ("AADSTS50196: The server terminated an operation because it encountered a loop", 400, True),
+        ("Service unavailable", 503, True),
+        ("Too many requests", 429, True),
+        ("AADSTS700027: Client assertion contains an invalid signature.", 401, False),
+    ],
+)
+def test_transient_token_failures_are_told_apart(message: str, status: int, transient: bool):
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from revoke_ops.credentials import explain_auth_error
+    from revoke_ops.errors import TransientAuthError
+
+    err = ClientAuthenticationError(message=message, response=_Response(status))  # type: ignore[arg-type]
+    explained = explain_auth_error(err, "application x")
+    assert isinstance(explained, TransientAuthError) is transient
+    assert isinstance(explained, AuthError) is not transient

@@ -236,11 +236,19 @@ def test_verify_confirms_and_reports_what_did_not_happen(ops: Ops, tmp_path: Pat
     for record in forged:
         if record["type"] == "outcome" and record["id"] == users[0].id:
             record["sentAt"] = "2099-01-01T00:00:00.000000Z"
+    from revoke_ops.journal import chain
+
+    previous = ""  # the forger recomputes the chain: verify must still catch it from Graph's answer
+    for record in forged:
+        record.pop("hash")
+        record["hash"] = previous = chain(previous, record)
     journal.write_text("\n".join(json.dumps(r) for r in forged) + "\n")
     result = ops.cli("verify", "--journal", str(journal), "--output", "json")
     assert result.returncode == 1
     body = json.loads(result.stdout)
-    assert [e["id"] for e in body["notVerified"]] == [users[0].id]
+    assert [(e["id"], e["verdict"]) for e in body["notVerified"]] == [(users[0].id, "not_revoked")]
+    assert body["verdicts"] == {"accounted": 4, "not_revoked": 1, "failed": 0, "not_found": 0, "incomplete": 0}
+    assert body["accountedFor"] is False
 
 
 def test_doctor_reports_ok_and_explains_consent_replication(ops: Ops, sandbox, tmp_path: Path):

@@ -136,8 +136,11 @@ def test_resume_refuses_other_targets_and_keeps_added_exclusions(ops: Ops, tmp_p
     from revoke_ops.request import RevokeRequest, input_digest
 
     journal_lines[0]["inputDigest"] = input_digest(RevokeRequest(files=[str(targets.resolve())]))
-    journal.write_text("".join(json.dumps(r) + "\n" for r in journal_lines))
-    journal.chmod(0o600)
+    from revoke_ops.journal import Journal
+
+    written = Journal(journal)
+    written.header(**{k: v for k, v in journal_lines[0].items() if k != "type"})
+    written.close()
     group = ops.run.sandbox.tenant.group_named("compromised-sales")
     other = ops.cli("revoke", "--resume", str(journal), "--group", group.id, "--yes")
     assert other.returncode == 2

@@ -1,0 +1,110 @@
+"""revoke-ops --credential github-actions, end to end: a GitHub Actions ID-token service stand-in on
+127.0.0.1 (the sandbox's, backed by its own OIDC issuer) -> azure-identity's ClientAssertionCredential
+-> the sandbox's token endpoint matching the app's federated credential -> Graph. No certificate and
+no secret anywhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from revoke_ops.bundle import load_bundle
+from revoke_ops.credentials import github_actions_identity
+from revoke_ops.credentials.federated import ActionsTokenSource
+from revoke_ops.errors import AuthError, InputError
+from tests.revoke_ops.conftest import FULL, Ops, write_bundle
+from tests.sandbox.conftest import Running
+
+AUDIENCE = "api://AzureADTokenExchange"
+SUBJECT = "repo:contoso@1001/revoker@2002:environment:contoso-prod"
+
+
+def _keyless_ops(sandbox: Running, tmp_path: Path, name: str, subject: str = SUBJECT) -> tuple[Ops, str]:
+    """A revoker app whose only usable credential is a federated one for the sandbox issuer ``name``."""
+    creds = sandbox.app(name, app_roles=FULL)
+    issuer = sandbox.sandbox.call(sandbox.sandbox.federation.issuer, name).url
+    fic = {"id": name, "name": "github-contoso-prod", "issuer": issuer, "subject": subject, "audiences": [AUDIENCE]}
+    sandbox.sandbox.call(creds.app.federated_credentials.append, fic | {"description": None})
+    return Ops(sandbox, creds, write_bundle(sandbox, creds, tmp_path / "bundle.json", with_key=False)), name
+
+
+def _actions_run(sandbox: Running, issuer: str, subject: str) -> dict[str, str]:
+    run = sandbox.control.post(f"/issuers/{issuer}/actions-run", json={"subject": subject})
+    run.raise_for_status()
+    body: dict[str, str] = run.json()
+    return {k: v for k, v in body.items() if k.startswith("ACTIONS_")}
+
+
+def test_github_actions_job_revokes_with_the_federated_credential(sandbox: Running, tmp_path: Path):
+    ops, issuer = _keyless_ops(sandbox, tmp_path, "gha-ok")
+    env = _actions_run(sandbox, issuer, SUBJECT)
+    target = ops.user("operator")
+    before = len(ops.run.revocations())
+    journal = tmp_path / "j.jsonl"
+    result = ops.cli(
+        "revoke", "--credential", "github-actions", "--user", target.id, "--yes", "--journal", str(journal), env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert ops.revoked_ids(before) == [target.id]
+    run = next(r for r in sandbox.sandbox.federation.runs.values() if r.request_token in env.values())
+    assert run.requests and set(run.requests) == {AUDIENCE}, "the token was asked for Entra's exchange audience"
+    header = json.loads(journal.read_text().splitlines()[0])
+    assert header["clientId"] == ops.creds.client_id
+    # neither the run's request token nor any JWT reaches the output or the journal
+    for text in (result.stdout, result.stderr, journal.read_text()):
+        assert env["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in text
+        assert "eyJ" not in text
+
+
+@pytest.mark.parametrize(
+    ("case", "code", "words"),
+    [
+        ("subject", "AADSTS700213", "environment"),
+        ("issuer", "AADSTS700211", "federatedCredentials"),
+    ],
+)
+def test_wrong_subject_or_issuer_fails_with_entras_code_and_what_to_do(
+    sandbox: Running, tmp_path: Path, case: str, code: str, words: str
+):
+    ops, issuer = _keyless_ops(sandbox, tmp_path, f"gha-{case}")
+    if case == "subject":
+        env = _actions_run(sandbox, issuer, "repo:contoso@1001/revoker@2002:ref:refs/heads/main")
+    else:
+        env = _actions_run(sandbox, f"gha-{case}-elsewhere", SUBJECT)
+    before = len(ops.run.revocations())
+    result = ops.cli("revoke", "--credential", "github-actions", "--user", ops.user("operator").id, "--yes", env=env)
+    assert result.returncode == 3, result.stderr
+    assert code in result.stderr and "what to do" in result.stderr and words in result.stderr
+    assert len(ops.run.revocations()) == before
+
+
+def test_wrong_audience_is_aadsts700212(sandbox: Running, tmp_path: Path):
+    """A token asked for another audience (GitHub's default is the owner's URL) is refused."""
+    ops, issuer = _keyless_ops(sandbox, tmp_path, "gha-audience")
+    env = _actions_run(sandbox, issuer, SUBJECT)
+    bundle = load_bundle(ops.bundle, allow_custom_cloud=True)
+    identity = github_actions_identity(bundle=bundle, environ=env, audience="https://github.com/contoso")
+    with pytest.raises(AuthError) as caught:
+        asyncio.run(identity.token())
+    asyncio.run(identity.close())
+    assert caught.value.code == "AADSTS700212" and "api://AzureADTokenExchange" in str(caught.value)
+
+
+def test_outside_a_job_the_missing_variables_are_named(tmp_path: Path):
+    with pytest.raises(InputError) as caught:
+        github_actions_identity(environ={"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"})
+    assert "ACTIONS_ID_TOKEN_REQUEST_URL" in str(caught.value) and "id-token: write" in str(caught.value)
+    with pytest.raises(InputError, match="https"):
+        ActionsTokenSource("http://127.0.0.1:1/token", "t")
+
+
+def test_an_expired_request_token_is_a_clear_auth_failure(sandbox: Running, tmp_path: Path):
+    ops, issuer = _keyless_ops(sandbox, tmp_path, "gha-expired")
+    env = _actions_run(sandbox, issuer, SUBJECT) | {"ACTIONS_ID_TOKEN_REQUEST_TOKEN": "expired-request-token"}
+    result = ops.cli("revoke", "--credential", "github-actions", "--user", ops.user("operator").id, "--yes", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "HTTP 401" in result.stderr and "id-token: write" in result.stderr
+    assert "expired-request-token" not in result.stderr

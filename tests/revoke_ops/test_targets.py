@@ -1,0 +1,118 @@
+"""Target and exclusion files: real CSV, Entra's bulk template, mail columns, stdin, directories, empty files.
+
+Fast tests read files through :mod:`revoke_ops.targets`; end-to-end ones go through the real command.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from revoke_ops.errors import InputError
+from revoke_ops.targets import Target, TargetFile, validate_files
+from tests.revoke_ops.conftest import DOMAIN, Ops
+
+
+def _read(path: Path) -> list[Target | str]:
+    return [t if isinstance(t, Target) else str(t) for t in TargetFile.open(str(path)).targets()]
+
+
+def test_quoted_fields_with_newlines_are_one_record_and_errors_name_the_record_line(tmp_path: Path):
+    export = tmp_path / "export.csv"
+    export.write_text(
+        "displayName,userPrincipalName,streetAddress\n"
+        f'Alice,alice@{DOMAIN},"1 Main St\nSuite 4"\n'
+        f'"Bob, Jr.",bob@{DOMAIN},"2 Side St\n\nBuilding B"\n'
+        'Carol,not a upn,"3 Road"\n'
+    )
+    items = _read(export)
+    assert [i.key for i in items if isinstance(i, Target)] == [f"alice@{DOMAIN}", f"bob@{DOMAIN}"]
+    assert [i for i in items if isinstance(i, str)] == [
+        f"{export}:7: 'not a upn' is neither a user object id (a GUID) nor a userPrincipalName (name@domain)"
+    ]
+
+
+def test_the_entra_bulk_template_is_recognised(tmp_path: Path):
+    template = tmp_path / "UserDeleteTemplate.csv"
+    template.write_text(f"version:v1.0,,\nUser name [userPrincipalName] Required\nalice@{DOMAIN}\nbob@{DOMAIN}\n")
+    assert [t.key for t in _read(template) if isinstance(t, Target)] == [f"alice@{DOMAIN}", f"bob@{DOMAIN}"]
+    semicolons = tmp_path / "semi.csv"
+    semicolons.write_text(f"Name;Object Id\nAlice;{'1' * 8}-1111-1111-1111-{'1' * 12}\n")
+    assert [t.kind for t in _read(semicolons) if isinstance(t, Target)] == ["id"]
+
+
+def test_a_file_whose_only_user_column_is_mail_is_refused_saying_mail_is_not_a_upn(tmp_path: Path):
+    mail = tmp_path / "mail.csv"
+    mail.write_text(f"displayName,mail\nAlice,alice@{DOMAIN}\n")
+    with pytest.raises(InputError, match=r"mail.csv:1: the only user column is 'mail': a mail address is not a"):
+        validate_files([TargetFile.open(str(mail))], [])
+
+
+def test_a_directory_is_named_as_such(tmp_path: Path):
+    with pytest.raises(InputError, match=r"--from-file .*: is a directory"):
+        TargetFile.open(str(tmp_path))
+
+
+def test_the_stdin_spool_is_private_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import io
+    import stat
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"alice@{DOMAIN}\n"))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    handle = TargetFile.open("-")
+    spool_dir = handle.path.parent
+    assert stat.S_IMODE(spool_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE(handle.path.stat().st_mode) == 0o600
+    handle.cleanup()
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- end to end ------------------------------------------------------------------------------------
+def test_stdin_for_both_targets_and_exclusions_is_refused(ops: Ops, tmp_path: Path):
+    user = ops.run.sandbox.tenant.users[540]
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    before = len(ops.run.revocations())
+    result = ops.cli(
+        "revoke", "--from-file", "-", "--exclude-file", "-", "--yes", stdin=user.id, env={"TMPDIR": str(temp)}
+    )
+    assert result.returncode == 2
+    assert "--from-file - and --exclude-file - cannot both read standard input" in result.stderr
+    assert ops.revoked_ids(before) == []
+    # an error after stdin was spooled leaves nothing behind
+    result = ops.cli(
+        "revoke", "--from-file", "-", "--from-file", str(tmp_path / "missing.txt"), stdin=user.id,
+        env={"TMPDIR": str(temp)},
+    )  # fmt: skip
+    assert result.returncode == 2 and "no such file" in result.stderr
+    assert os.listdir(temp) == []
+
+
+def test_an_exclusion_file_that_names_nobody_refuses_the_run(ops: Ops, tmp_path: Path):
+    user = next(u for u in ops.run.sandbox.tenant.users[541:560] if u.user_type == "Member")
+    empty = tmp_path / "breakglass.txt"
+    empty.write_text("# break-glass accounts\n\n")
+    before = len(ops.run.revocations())
+    result = ops.cli("revoke", "--user", user.id, "--exclude-file", str(empty), "--yes")
+    assert result.returncode == 2
+    assert f"--exclude-file {empty} names nobody" in result.stderr
+    assert ops.revoked_ids(before) == []
+    result = ops.cli("revoke", "--from-file", str(tmp_path), "--yes")
+    assert result.returncode == 2 and f"--from-file {tmp_path}: is a directory" in result.stderr
+
+
+def test_an_entra_export_with_multiline_addresses_revokes_exactly_its_users(ops: Ops, tmp_path: Path):
+    people = [u for u in ops.run.sandbox.tenant.users[560:600] if u.user_type == "Member"][:3]
+    export = tmp_path / "export.csv"
+    rows = [f'"{u.display_name}",{u.user_principal_name},"1 Main St\n{n} Floor"' for n, u in enumerate(people)]
+    export.write_text("displayName,userPrincipalName,streetAddress\n" + "\n".join(rows) + "\n")
+    before = len(ops.run.revocations())
+    result = ops.cli("revoke", "--from-file", str(export), "--yes")
+    assert result.returncode == 0, result.stderr
+    assert sorted(ops.revoked_ids(before)) == sorted(u.id for u in people)
