@@ -176,3 +176,20 @@ def test_a_resumed_run_keeps_the_order_across_windows_and_loses_nobody(sandbox: 
     assert ranks == sorted(ranks), "the resumed run still goes by activity window"
     members = internal_members(sandbox)
     assert set(ops.revoked_ids(before)) == {u.id for u in members}
+
+
+def test_doctor_reports_whether_activity_ordering_is_available(sandbox: Running, tmp_path: Path):
+    with_it = activity_ops(sandbox, tmp_path, "activity-doctor")
+    result = with_it.cli("doctor", "--output", "json")
+    checks = {c["name"]: c for c in json.loads(result.stdout)}
+    assert checks["activity"]["status"] == "ok", result.stdout
+    sandbox.sandbox.tenant.premium = False
+    try:
+        unlicensed = {c["name"]: c for c in json.loads(with_it.cli("doctor", "--output", "json").stdout)}
+    finally:
+        sandbox.sandbox.tenant.premium = True
+    assert unlicensed["activity"]["status"] == "warn" and "P1/P2" in unlicensed["activity"]["detail"]
+    (tmp_path / "plain").mkdir()
+    without = activity_ops(sandbox, tmp_path / "plain", "activity-doctor-plain", FULL)
+    plain = {c["name"]: c for c in json.loads(without.cli("doctor", "--output", "json").stdout)}
+    assert plain["activity"]["status"] == "warn" and "AuditLog.Read.All" in plain["activity"]["detail"]
