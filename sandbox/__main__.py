@@ -1,4 +1,4 @@
-"""``python -m sandbox serve|apply``: run the emulated tenant, apply a stack to it."""
+"""``python -m sandbox serve|apply|keyvault``: run the emulated tenant, apply a stack to it, run a vault."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def _serve(args: argparse.Namespace) -> int:
         consent_delay=args.consent_delay,
         auto_approve_user=args.auto_approve_user,
         port=args.port,
+        p1_licence=not args.no_p1_licence,
+        p2_licence=not args.no_p2_licence,
+        advanced_query_lag=args.advanced_query_lag,
     )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -45,7 +48,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(json.dumps(info, indent=2), flush=True)
     print(f"sandbox: serving tenant {info['tenantId']} at {info['authorityHost']} (Ctrl-C stops)", file=sys.stderr)
     try:
-        stop.wait()
+        # Wake up now and then: a signal the kernel delivers to the server thread only runs its
+        # Python handler when the main thread next executes bytecode, and a bare wait() never
+        # returns to do so (the demo's Ctrl-C then hung at random).
+        while not stop.wait(0.2):
+            pass
     finally:
         sandbox.stop()
         (Path(args.state_dir) / "sandbox.json").unlink(missing_ok=True)
@@ -81,6 +88,12 @@ def _apply_child(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keyvault(args: argparse.Namespace) -> int:
+    from sandbox.keyvault import serve
+
+    return serve(Path(args.state_dir), args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local emulated Entra tenant.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -107,6 +120,22 @@ def main(argv: list[str] | None = None) -> int:
         "--consent-delay", type=float, default=0.0, help="modelled seconds before new consent shows in tokens"
     )
     serve.add_argument("--auto-approve-user", help="UPN that approves device codes and interactive sign-ins")
+    serve.add_argument(
+        "--no-p1-licence",
+        action="store_true",
+        help="the tenant has no Entra ID P1: group-based app assignment does not let anyone sign in",
+    )
+    serve.add_argument(
+        "--no-p2-licence",
+        action="store_true",
+        help="the tenant has no Entra ID P2: PIM-eligible role assignments cannot be listed",
+    )
+    serve.add_argument(
+        "--advanced-query-lag",
+        type=float,
+        default=0.0,
+        help="modelled seconds before a new user or membership shows in advanced queries (eventual consistency)",
+    )
     serve.add_argument("--fault-5xx", type=float, default=0.0)
     serve.add_argument("--fault-item-429", type=float, default=0.0)
     serve.add_argument("--fault-batch-429", type=float, default=0.0, help="a whole $batch answered 429")
@@ -121,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument("--out", type=Path, required=True, help="bundle file to write (mode 0600)")
     app.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     app.set_defaults(func=_apply)
+    vault = commands.add_parser("keyvault", help="serve a loopback Key Vault (sign, get certificate) beside a sandbox")
+    vault.add_argument("--state-dir", type=Path, required=True, help="the running sandbox's state directory")
+    vault.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    vault.set_defaults(func=_keyvault)
     child = commands.add_parser("_apply-child", help=argparse.SUPPRESS)
     child.add_argument("--state-dir", type=Path, required=True)
     child.add_argument("--stack", required=True)

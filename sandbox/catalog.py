@@ -61,6 +61,16 @@ READ_MEMBERS: Final = frozenset(
     {"GroupMember.Read.All", "Group.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"}
 )
 READ_ROLES: Final = frozenset({"RoleManagement.Read.Directory", "Directory.Read.All", "Directory.ReadWrite.All"})
+#: PIM eligibility (Graph "List roleEligibilityScheduleInstances"; Directory.Read.All is not among them)
+READ_ELIGIBILITY: Final = frozenset(
+    {
+        "RoleEligibilitySchedule.Read.Directory",
+        "RoleEligibilitySchedule.ReadWrite.Directory",
+        "RoleManagement.Read.All",
+        "RoleManagement.Read.Directory",
+        "RoleManagement.ReadWrite.Directory",
+    }
+)
 WRITE_APPS: Final = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
 READ_APPS: Final = frozenset({"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All"}) | WRITE_APPS
 WRITE_ASSIGNMENTS: Final = frozenset({"AppRoleAssignment.ReadWrite.All"})

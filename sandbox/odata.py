@@ -2,14 +2,18 @@
 
 Supported: ``eq`` on userType, accountEnabled, userPrincipalName, mail, department;
 ``startswith`` on userPrincipalName and displayName; ``in`` on id and userPrincipalName (at most
-15 values, like Graph); combined with ``and`` / ``or`` and parentheses. Anything else raises
-:class:`UnsupportedQueryError`, which the server answers 400 ``Request_UnsupportedQuery``.
+15 values, like Graph); combined with ``and`` / ``or`` and parentheses. Only in an advanced query
+(``ConsistencyLevel: eventual`` and ``$count=true``, Microsoft Graph "Advanced query capabilities on
+Microsoft Entra ID objects"): ``ne``, ``not(...)`` and ``endswith`` on userPrincipalName and mail.
+Anything else raises :class:`UnsupportedQueryError`, which the server answers 400
+``Request_UnsupportedQuery``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 Predicate = Callable[[Any], bool]  # over anything with .get(field), e.g. a Graph JSON dict
@@ -18,7 +22,9 @@ USER_EQ_FIELDS = {"userType", "accountEnabled", "userPrincipalName", "mail", "de
 STARTSWITH_FIELDS = {"userPrincipalName", "displayName"}
 IN_FIELDS = {"id", "userPrincipalName"}
 CASE_INSENSITIVE = {"userPrincipalName", "mail", "displayName", "department", "userType"}
+ENDSWITH_FIELDS = {"userPrincipalName", "mail"}
 MAX_IN_VALUES = 15
+ADVANCED_HELP = "Refer to https://aka.ms/graph-docs/advanced-queries for more information"
 
 TOKEN = re.compile(r"\s*(?:(\()|(\))|(,)|('(?:[^']|'')*')|([A-Za-z_][\w.]*)|(-?\d+))")
 
@@ -41,12 +47,34 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
+@dataclass(frozen=True)
+class Advanced:
+    """Which advanced query parameters the request carries."""
+
+    consistency_eventual: bool = False
+    count: bool = False
+
+    def require(self, operator: str) -> None:
+        """Graph's refusal of an advanced-only operator without its parameters."""
+        if not self.consistency_eventual:
+            raise UnsupportedQueryError(
+                f"Operator '{operator}' is not supported because the 'ConsistencyLevel:eventual' header is missing. "
+                + ADVANCED_HELP
+            )
+        if not self.count:
+            raise UnsupportedQueryError(
+                f"Operator '{operator}' is not supported because the required parameters might be missing. "
+                f"Try adding $count=true query parameter and ConsistencyLevel:eventual header. {ADVANCED_HELP}"
+            )
+
+
 class _Parser:
-    def __init__(self, text: str, fields: set[str]) -> None:
+    def __init__(self, text: str, fields: set[str], advanced: Advanced) -> None:
         self.tokens = _tokens(text)
         self.pos = 0
         self.text = text
         self.eq_fields = fields
+        self.advanced = advanced
 
     def peek(self) -> str | None:
         return self.tokens[self.pos] if self.pos < len(self.tokens) else None
@@ -95,6 +123,25 @@ class _Parser:
             self.take(")")
             return inner
         name = self.take()
+        if name.lower() == "not" and self.peek() == "(":
+            self.advanced.require("not")
+            self.take("(")
+            negated = self.or_expr()
+            self.take(")")
+            return lambda o: not negated(o)
+        if name.lower() == "endswith":
+            self.advanced.require("endsWith")
+            self.take("(")
+            field = self.take()
+            self.take(",")
+            suffix = self.literal()
+            self.take(")")
+            if field not in ENDSWITH_FIELDS or not isinstance(suffix, str):
+                raise UnsupportedQueryError(
+                    f"Unsupported or invalid query filter clause specified for property '{field}' of resource 'User'."
+                )
+            low_suffix = suffix.lower()
+            return lambda o: str(o.get(field) or "").lower().endswith(low_suffix)
         if name.lower() == "startswith":
             self.take("(")
             field = self.take()
@@ -108,16 +155,16 @@ class _Parser:
             low = prefix.lower()
             return lambda o: str(o.get(field) or "").lower().startswith(low)
         op = (self.take() if self.peek() else "").lower()
-        if op == "eq":
+        if op in ("eq", "ne"):
+            if op == "ne":
+                self.advanced.require("ne")
             value = self.literal()
             if name not in self.eq_fields:
                 raise UnsupportedQueryError(
                     f"Unsupported or invalid query filter clause specified for property '{name}' of resource 'User'."
                 )
-            if name in CASE_INSENSITIVE and isinstance(value, str):
-                low = value.lower()
-                return lambda o: str(o.get(name) or "").lower() == low
-            return lambda o: o.get(name) == value
+            equal = _equals(name, value)
+            return equal if op == "eq" else (lambda o: not equal(o))
         if op == "in":
             self.take("(")
             values = [self.literal()]
@@ -139,9 +186,17 @@ class _Parser:
         raise UnsupportedQueryError(f"Unsupported query operator '{op}' for property '{name}'.")
 
 
-def parse_filter(text: str, fields: set[str] | None = None) -> Predicate:
+def _equals(name: str, value: Any) -> Predicate:
+    if name in CASE_INSENSITIVE and isinstance(value, str):
+        low = value.lower()
+        return lambda o: str(o.get(name) or "").lower() == low
+    return lambda o: o.get(name) == value
+
+
+def parse_filter(text: str, fields: set[str] | None = None, advanced: Advanced | None = None) -> Predicate:
     """Compile a ``$filter`` expression into a predicate over Graph JSON objects.
 
+    :param advanced: the advanced query parameters the request carries (none when not given).
     :raises UnsupportedQueryError: for anything Graph would refuse.
     """
-    return _Parser(text, fields if fields is not None else USER_EQ_FIELDS).parse()
+    return _Parser(text, fields if fields is not None else USER_EQ_FIELDS, advanced or Advanced()).parse()

@@ -25,7 +25,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from sandbox import federation
 from sandbox.catalog import BY_NAME, GRAPH_SP_ID
-from sandbox.graph import Faults, Graph, Request
+from sandbox.graph import Faults, Graph, GraphSettings, Request
 from sandbox.identity import IdentityPlatform, IdentitySettings, TokenError
 from sandbox.tenant import Application, ServicePrincipal, Tenant, iso, seed
 from sandbox.throttle import Clock, ThrottleModel
@@ -156,6 +156,9 @@ class SandboxOptions:
     consent_delay: float = 0.0
     auto_approve_user: str | None = None
     port: int = 0
+    p1_licence: bool = True  # Entra ID P1: group-based app assignment
+    p2_licence: bool = True  # Entra ID P2: PIM (eligible role assignments)
+    advanced_query_lag: float = 0.0  # modelled seconds before changes show in advanced queries
 
 
 class Sandbox:
@@ -174,6 +177,8 @@ class Sandbox:
             self.options.group_size,
             self.options.bulk_group,
         )
+        self.tenant.p1_licence = self.options.p1_licence
+        self.tenant.p2_licence = self.options.p2_licence and self.options.p1_licence  # P2 includes P1
         self.throttle = ThrottleModel(self.clock, len(self.tenant.users), enabled=self.options.throttling)
         self.latency = self.options.latency
         self._thread: threading.Thread | None = None
@@ -193,7 +198,15 @@ class Sandbox:
             IdentitySettings(self.options.consent_delay, self.options.auto_approve_user),
         )
         self.identity.federation = self.federation = federation.Federation(base_url)
-        self.graph = Graph(self.tenant, self.identity, self.throttle, base_url, self.options.faults, self.rng)
+        self.graph = Graph(
+            self.tenant,
+            self.identity,
+            self.throttle,
+            base_url,
+            self.options.faults,
+            self.rng,
+            GraphSettings(advanced_query_lag=self.options.advanced_query_lag),
+        )
         app = web.Application(client_max_size=16 * 1024 * 1024)
         tenant_paths = "/{tenant}"
         app.router.add_get(tenant_paths + "/v2.0/.well-known/openid-configuration", self._discovery)
@@ -311,7 +324,7 @@ class Sandbox:
             self.tenant.user(f"{alias}@contoso-sandbox.onmicrosoft.com")
             for alias in ("breakglass1", "admin.global", "admin.helpdesk", "operator")
         ]
-        samples += self.tenant.users[-3:]
+        samples += [u for u in self.tenant.users if not u.user_principal_name.startswith("pim.")][-3:]
         self.info = {
             "tenantId": self.tenant.tenant_id,
             "authorityHost": base_url,
@@ -431,6 +444,7 @@ class Sandbox:
             query=dict(request.query),
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
+            raw_path=request.rel_url.raw_path.removeprefix("/v1.0"),
         )
         response = self.graph.handle(graph_request, request.headers.get("Authorization"))
         if faults.malformed and response.status == 200 and self.rng.random() < faults.malformed:
@@ -476,6 +490,12 @@ class Sandbox:
                 self.identity.settings.consent_delay = float(body["consentDelay"])
             if "autoApproveUser" in body:
                 self.identity.settings.auto_approve_user = body["autoApproveUser"]
+            if "advancedQueryLag" in body:
+                self.graph.context.settings.advanced_query_lag = float(body["advancedQueryLag"])
+            if "p1Licence" in body:  # P2 includes P1: without P1, no P2 either
+                self.tenant.premium = bool(body["p1Licence"])
+            if "p2Licence" in body:
+                self.tenant.p2_licence = bool(body["p2Licence"])
             if "throttling" in body:
                 self.throttle.enabled = bool(body["throttling"])
             if "latency" in body:

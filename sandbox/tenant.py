@@ -42,6 +42,8 @@ class User:
     department: str | None
     sessions_valid_from: datetime
     roles: list[str] = field(default_factory=list)  # directory role names
+    created: float = float("-inf")  # sandbox clock seconds; seeded users exist from the start
+    eligible_roles: list[str] = field(default_factory=list)  # PIM: directory roles the user may activate
     # signInActivity: last interactive and non-interactive sign-in (attempts); None = none recorded
     last_sign_in: datetime | None = None
     last_non_interactive_sign_in: datetime | None = None
@@ -107,6 +109,9 @@ class Group:
     id: str
     display_name: str
     members: list[str] = field(default_factory=list)  # user and group ids
+    is_assignable_to_role: bool = False  # a role-assignable group (set at creation only, as in Entra)
+    roles: list[str] = field(default_factory=list)  # directory roles assigned to the group (role-assignable only)
+    added: dict[str, float] = field(default_factory=dict)  # member id -> sandbox clock seconds (seeded: absent)
 
     def to_graph(self) -> dict[str, Any]:
         return {
@@ -116,6 +121,7 @@ class Group:
             "securityEnabled": True,
             "mailEnabled": False,
             "groupTypes": [],
+            "isAssignableToRole": self.is_assignable_to_role,
         }
 
 
@@ -247,9 +253,11 @@ class Tenant:
     def __init__(self, tenant_id: str, seed: int = 1) -> None:
         self.tenant_id = tenant_id
         self.rng = random.Random(seed)
+        #: Entra ID P1 (group-based app assignment, signInActivity) and P2 (PIM: eligible role
+        #: assignments); P2 includes P1
+        self.p1_licence = True
+        self.p2_licence = True
         self.seed = seed
-        #: Microsoft Entra ID P1/P2: without it Graph refuses to serve signInActivity
-        self.premium = True
         #: Graph's limit for reads of signInActivity (per app, per minute; 0: off) and its buckets
         self.activity_reads_per_minute = 10.0
         self.activity_reads: dict[str, tuple[float, float]] = {}
@@ -292,6 +300,15 @@ class Tenant:
             ],
         )
 
+    @property
+    def premium(self) -> bool:
+        """Entra ID P1 or P2 (without it Graph refuses to serve signInActivity)."""
+        return self.p1_licence or self.p2_licence
+
+    @premium.setter
+    def premium(self, value: bool) -> None:
+        self.p1_licence = self.p2_licence = value
+
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
 
@@ -310,6 +327,7 @@ class Tenant:
         department: str | None = None,
         roles: tuple[str, ...] = (),
         enabled: bool = True,
+        created: float = float("-inf"),
     ) -> User:
         upn = upn or f"{alias}@{DOMAIN}"
         mail = None if "#EXT#" in upn else upn
@@ -326,6 +344,7 @@ class Tenant:
             department=department,
             sessions_valid_from=datetime(2026, 1, 1, tzinfo=UTC),
             roles=list(roles),
+            created=created,
         )
         self.users.append(user)
         self.users_by_id[user.id] = user
@@ -337,6 +356,14 @@ class Tenant:
         self.groups[group.id] = group
         self._closure.clear()
         return group
+
+    def add_member(self, group_id: str, member_id: str, at: float) -> None:
+        """Add a user or group to a group at sandbox time ``at``."""
+        group = self.groups[group_id]
+        if member_id not in group.members:
+            group.members.append(member_id)
+            group.added[member_id] = at
+            self._closure.clear()
 
     def group_named(self, name: str) -> Group:
         return next(g for g in self.groups.values() if g.display_name == name)
@@ -366,8 +393,23 @@ class Tenant:
         return order
 
     def role_holders(self) -> Iterator[tuple[str, User]]:
+        """Users holding a directory role directly (active assignments)."""
         for user in self.users:
             for role in user.roles:
+                yield role, user
+
+    def role_principals(self) -> Iterator[tuple[str, str]]:
+        """(role, principal id) of every active assignment: users, then role-assignable groups."""
+        for role, user in self.role_holders():
+            yield role, user.id
+        for group in self.groups.values():
+            for role in group.roles:
+                yield role, group.id
+
+    def role_eligibilities(self) -> Iterator[tuple[str, User]]:
+        """(role, user) of every PIM-eligible assignment."""
+        for user in self.users:
+            for role in user.eligible_roles:
                 yield role, user
 
     # -- applications and consent -----------------------------------------------------------
@@ -405,13 +447,18 @@ class Tenant:
         return sorted(scopes)
 
     def user_assigned(self, sp_id: str, user_id: str) -> bool:
-        """Whether a user is assigned to an app (directly or through a group, transitively)."""
+        """Whether a user is assigned to an app: directly, or as a *direct* member of an assigned group.
+
+        Entra does not follow nested groups for app assignment, and group-based assignment needs
+        Entra ID P1 or P2 (without it, only direct user assignments count).
+        """
         for a in self.assignments.values():
             if a.resource_id != sp_id:
                 continue
             if a.principal_id == user_id:
                 return True
-            if a.principal_id in self.groups and user_id in self.transitive_members(a.principal_id):
+            group = self.groups.get(a.principal_id)
+            if group is not None and self.premium and user_id in group.members:
                 return True
         return False
 
@@ -496,4 +543,21 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
     from sandbox.activity import seed_activity  # sandbox.activity builds on this module
 
     seed_activity(tenant)
+    seed_privileged(tenant)
     return tenant
+
+
+def seed_privileged(tenant: Tenant) -> None:
+    """Privilege that is not an active direct assignment (seeded last: the rest of the tenant is unchanged).
+
+    ``role-privileged-admins``, a role-assignable group holding Privileged Authentication
+    Administrator, with one member (``pim.groupadmin``); ``pim.eligible``, PIM-eligible for Global
+    Administrator (no active role).
+    """
+    member = tenant.add_user("pim.groupadmin", "Role Group Member (sandbox)", department="IT")
+    tenant.add_user("pim.eligible", "Eligible Global Admin (sandbox)", department="IT").eligible_roles.append(
+        "Global Administrator"
+    )
+    group = tenant.add_group("role-privileged-admins", [member.id])
+    group.is_assignable_to_role = True
+    group.roles.append("Privileged Authentication Administrator")

@@ -7,7 +7,7 @@
 :mod:`~sandbox.graph.query` holds the OData query options.
 """
 
-from sandbox.graph.base import Caller, Faults, GraphError, Request, Response
+from sandbox.graph.base import Caller, Faults, GraphError, GraphSettings, Request, Response
 from sandbox.graph.pipeline import Graph
 
-__all__ = ["Caller", "Faults", "Graph", "GraphError", "Request", "Response"]
+__all__ = ["Caller", "Faults", "Graph", "GraphError", "GraphSettings", "Request", "Response"]

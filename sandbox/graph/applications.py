@@ -17,7 +17,7 @@ from sandbox.tenant import Application, ServicePrincipal, iso
 
 def _listing(ctx: Context, request: Request, objects: Iterable[Any], context: str) -> Response:
     """An unpaged listing filtered by ``displayName``/``appId`` (what the azuread provider asks)."""
-    predicate = query.filter_predicate(request.query, {"displayName", "appId"})
+    predicate = query.filter_predicate(request, {"displayName", "appId"})
     found = [o.to_graph() for o in objects if predicate is None or predicate(o.to_graph())]
     return Response(200, {"@odata.context": ctx.context_url(context), "value": found})
 

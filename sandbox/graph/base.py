@@ -24,8 +24,9 @@ class Request:
     body: Any = None
     in_batch: bool = False
     request_id: str = ""  # set by the pipeline; Graph answers it in the request-id header
-    #: the path's segments, percent-decoded one by one (a "%2F" stays inside its segment); None:
-    #: split ``path`` on "/"
+    #: the path as sent, still percent-encoded (None: ``path`` is taken as it is)
+    raw_path: str | None = None
+    #: the path's segments, each percent-decoded on its own (set by the pipeline)
     segments: list[str] | None = None
 
     def parts(self) -> list[str]:
@@ -103,12 +104,21 @@ def require(caller: Caller, allowed: frozenset[str]) -> None:
 
 
 @dataclass
+class GraphSettings:
+    """How the emulated service behaves beyond the directory's contents."""
+
+    #: seconds before a change shows in advanced queries (their store is eventually consistent); 0: at once
+    advanced_query_lag: float = 0.0
+
+
+@dataclass
 class Context:
-    """What handlers read and change: the tenant, the identity platform (its clock), URLs."""
+    """What handlers read and change: the tenant, the identity platform (its clock), URLs, settings."""
 
     tenant: Tenant
     identity: IdentityPlatform
     base: str  # https://127.0.0.1:port/v1.0
+    settings: GraphSettings = field(default_factory=GraphSettings)
 
     def context_url(self, fragment: str) -> str:
         return f"{self.base}/$metadata#{fragment}"

@@ -28,6 +28,12 @@ def _assign(ctx: Context, request: Request, caller: Caller, args: list[str]) -> 
     valid_roles = {r["id"] for r in resource.app_roles} | {DEFAULT_ACCESS}
     if role_id not in valid_roles:
         raise GraphError(400, "Request_BadRequest", "Permission being assigned was not found on application.")
+    if any(
+        (a.principal_id, a.resource_id, a.app_role_id) == (principal, resource.id, role_id)
+        for a in tenant.assignments.values()
+    ):
+        # Graph's answer to a second identical assignment (a 400, not a 409).
+        raise GraphError(400, "Request_BadRequest", "Permission being assigned already exists on the object.")
     assignment = AppRoleAssignment(tenant.new_id(), principal, kind, resource.id, role_id, ctx.identity.clock.now())
     tenant.assignments[assignment.id] = assignment
     return Response(201, assignment.to_graph())
@@ -54,6 +60,14 @@ def _grant(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Resp
     unknown = [s for s in scopes if s not in known]
     if unknown:
         raise GraphError(400, "Request_BadRequest", f"Invalid scope values: {' '.join(unknown)}.")
+    if any(
+        (g.client_id, g.resource_id, g.consent_type, (g.principal_id or "").lower())
+        == (client, resource, consent, str(principal or "").lower())
+        for g in tenant.grants.values()
+    ):
+        # One grant per client, resource and principal (or AllPrincipals): a second is refused, which is
+        # what a create-before-delete replacement runs into (terraform-provider-azuread#690).
+        raise GraphError(409, "Request_MultipleObjectsWithSameKeyValue", "Permission entry already exists.")
     grant = PermissionGrant(
         tenant.new_id(), client, consent, principal, resource, " ".join(scopes), ctx.identity.clock.now()
     )

@@ -9,6 +9,8 @@ from sandbox import catalog
 from sandbox.graph import query
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
 from sandbox.graph.routing import Router
+from sandbox.odata import ADVANCED_HELP
+from sandbox.tenant import Group
 
 
 def member_json(ctx: Context, object_id: str, caller: Caller, select: list[str] | None) -> dict[str, Any] | None:
@@ -39,7 +41,23 @@ def _members(ctx: Context, request: Request, caller: Caller, args: list[str]) ->
         raise not_found(gid)
     if cast and cast != ["microsoft.graph.user"]:
         raise GraphError(400, "BadRequest", f"Resource not found for the segment '{cast[0]}'.")
-    ids = ctx.tenant.transitive_members(group.id) if rel == "transitiveMembers" else group.members
+    if cast and rel == "transitiveMembers":
+        wanted = query.advanced(request)
+        if not (wanted.consistency_eventual and wanted.count):
+            raise GraphError(
+                400,
+                "Request_UnsupportedQuery",
+                f"The OData cast '{cast[0]}' on transitiveMembers is an advanced query: it needs the "
+                f"ConsistencyLevel:eventual header and $count=true. {ADVANCED_HELP}",
+            )
+    if rel == "transitiveMembers":
+        ids = (
+            _closure(ctx, request, group)
+            if ctx.settings.advanced_query_lag
+            else ctx.tenant.transitive_members(group.id)
+        )
+    else:
+        ids = [m for m in group.members if query.visible(ctx, request, group.added.get(m, float("-inf")))]
     users_only = bool(cast)
     select = query.select(request.query)
     start = query.skip(request.query)
@@ -56,6 +74,21 @@ def _members(ctx: Context, request: Request, caller: Caller, args: list[str]) ->
         return sum(1 for i in ids if i in ctx.tenant.users_by_id) if users_only else len(ids)
 
     return query.page(ctx, request, items(), "directoryObjects", total)
+
+
+def _closure(ctx: Context, request: Request, group: Group) -> list[str]:
+    """Transitive members over the links this query can see (advanced queries lag behind changes)."""
+    seen, order, queue = {group.id}, [], [group]
+    while queue:
+        current = queue.pop(0)
+        for member in current.members:
+            if member in seen or not query.visible(ctx, request, current.added.get(member, float("-inf"))):
+                continue
+            seen.add(member)
+            order.append(member)
+            if member in ctx.tenant.groups:
+                queue.append(ctx.tenant.groups[member])
+    return order
 
 
 def register(router: Router) -> None:

@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 import jwt
 
 from sandbox.graph import applications, consent, federated, groups, roles, users
-from sandbox.graph.base import Caller, Context, Faults, GraphError, Request, Response
+from sandbox.graph.base import Caller, Context, Faults, GraphError, GraphSettings, Request, Response
 from sandbox.graph.batch import run_batch
+from sandbox.graph.costs import request_cost
+from sandbox.graph.paths import split_path
 from sandbox.graph.routing import Router
 from sandbox.identity import IdentityPlatform
 from sandbox.tenant import Tenant
 from sandbox.throttle import ThrottleKind, ThrottleModel
-
-_COLLECTIONS = ("users", "members", "transitiveMembers", "microsoft.graph.user", "roleAssignments")
 
 
 def build_router() -> Router:
@@ -38,6 +38,7 @@ class Graph:
         base_url: str,
         faults: Faults | None = None,
         rng: random.Random | None = None,
+        settings: GraphSettings | None = None,
     ) -> None:
         self.tenant = tenant
         self.identity = identity
@@ -47,7 +48,7 @@ class Graph:
         self.rng = rng or random.Random(7)
         self.request_count = 0
         self.status_counts: dict[int, int] = {}
-        self.context = Context(tenant, identity, self.base)
+        self.context = Context(tenant, identity, self.base, settings or GraphSettings())
         self.router = build_router()
 
     def handle(self, request: Request, authorization: str | None) -> Response:
@@ -55,6 +56,8 @@ class Graph:
         request.request_id = str(uuid.uuid4())
         client_request_id = request.headers.get("client-request-id")
         try:
+            if request.segments is None and request.raw_path is not None:
+                request.segments = split_path(request.raw_path)
             caller = self._authenticate(authorization)
             if request.parts() == ["$batch"] and request.method == "POST" and not request.in_batch:
                 if self._inject(self.faults.batch_429):
@@ -107,12 +110,8 @@ class Graph:
         return Caller(claims["appid"], frozenset(claims.get("roles", [])), None)
 
     def _admit_and_dispatch(self, request: Request, caller: Caller) -> Response:
-        parts = request.parts()
-        write = request.method in ("POST", "PATCH", "DELETE", "PUT") and parts[-1:] != ["checkMemberGroups"]
-        collection = request.method == "GET" and parts[-1:] and parts[-1] in _COLLECTIONS
-        cost = 2.0 if collection else 1.0
-        if "$select" in request.query:
-            cost = max(1.0, cost - 1)
+        cost = request_cost(request.method, request.parts(), request.query)
+        write = cost.writes > 0
         if self._inject(self.faults.error_5xx):
             raise GraphError(
                 503,
@@ -122,7 +121,7 @@ class Graph:
             )
         if request.in_batch and self._inject(self.faults.item_429):
             raise self._injected_429("Too many requests (injected).")
-        throttled = self.throttle.admit(caller.app_id, self.tenant.tenant_id, write=write, cost=cost)
+        throttled = self.throttle.admit(caller.app_id, self.tenant.tenant_id, write=write, cost=cost.resource_units)
         if throttled is not None:
             raise GraphError(
                 429,
@@ -135,6 +134,7 @@ class Graph:
                 },
             )
         response = self.router.dispatch(self.context, request, caller)
+        response.headers["x-ms-resource-unit"] = str(cost.resource_units)
         percentage = self.throttle.limit_percentage(caller.app_id, self.tenant.tenant_id, write)
         if percentage is not None:
             response.headers["x-ms-throttle-limit-percentage"] = str(percentage)

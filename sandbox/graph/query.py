@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
 
 from sandbox.graph.base import Context, GraphError, Request, Response
-from sandbox.odata import UnsupportedQueryError, parse_filter
+from sandbox.odata import Advanced, UnsupportedQueryError, parse_filter
 
 MAX_TOP = 999
 DEFAULT_TOP = 100
@@ -24,14 +25,64 @@ def select(query: dict[str, str]) -> list[str] | None:
     return [s.strip() for s in text.split(",") if s.strip()] if text else None
 
 
-def filter_predicate(query: dict[str, str], fields: set[str] | None = None) -> Callable[[Any], bool] | None:
-    text = query.get("$filter")
+def advanced(request: Request) -> Advanced:
+    """The advanced query parameters (``ConsistencyLevel: eventual``, ``$count=true``) the request has."""
+    return Advanced(
+        request.headers.get("consistencylevel", "").lower() == "eventual",
+        request.query.get("$count", "").lower() == "true",
+    )
+
+
+def require_advanced(request: Request, operator: str) -> None:
+    """Refuse, as Graph does, an advanced-only construct sent without the advanced query parameters."""
+    try:
+        advanced(request).require(operator)
+    except UnsupportedQueryError as err:
+        raise GraphError(400, "Request_UnsupportedQuery", str(err)) from None
+
+
+def filter_predicate(request: Request, fields: set[str] | None = None) -> Callable[[Any], bool] | None:
+    text = request.query.get("$filter")
     if not text:
         return None
     try:
-        return parse_filter(text, fields)
+        return parse_filter(text, fields, advanced(request))
     except UnsupportedQueryError as err:
         raise GraphError(400, "Request_UnsupportedQuery", str(err)) from None
+
+
+_SEARCH = re.compile(r'^"(displayName|userPrincipalName|mail):([^"]*)"$')
+
+
+def search_predicate(request: Request) -> Callable[[Any], bool] | None:
+    """``$search="property:words"`` (ConsistencyLevel: eventual needed; ``$count`` is not)."""
+    text = request.query.get("$search")
+    if text is None:
+        return None
+    if not advanced(request).consistency_eventual:
+        raise GraphError(
+            400,
+            "Request_UnsupportedQuery",
+            "Request with $search query parameter only works through MSGraph with a special request header: "
+            "'ConsistencyLevel: eventual'",
+        )
+    match = _SEARCH.match(text.strip())
+    if not match:
+        raise GraphError(400, "Request_UnsupportedQuery", f"Syntax error: invalid $search clause '{text}'.")
+    field, words = match.group(1), match.group(2).lower()
+    return lambda o: words in str(o.get(field) or "").lower()
+
+
+def visible(ctx: Context, request: Request, created: float) -> bool:
+    """Whether an object created (or a membership added) at ``created`` shows in this query's answer.
+
+    Advanced queries read a separately indexed store that is eventually consistent: with
+    ``advanced_query_lag`` set, what changed less than that long ago is not in their answers yet.
+    """
+    lag = ctx.settings.advanced_query_lag
+    if not lag or not advanced(request).consistency_eventual:
+        return True
+    return created <= ctx.identity.clock.now() - lag
 
 
 def top(query: dict[str, str]) -> int:

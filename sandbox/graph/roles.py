@@ -1,4 +1,9 @@
-"""Directory roles: activated roles and their members, and RBAC role assignments."""
+"""Directory roles: activated roles and their members, RBAC role assignments, PIM eligibility.
+
+Role assignments name users and role-assignable groups as principals (``$expand=principal`` adds
+the object); eligibility instances list who may activate a role (Privileged Identity Management,
+which needs Entra ID P2).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from sandbox.graph import query
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
 from sandbox.graph.groups import member_json
 from sandbox.graph.routing import Router
+
+ELIGIBLE_SINCE = "2026-01-01T00:00:00Z"
 
 
 def _directory_roles(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
@@ -28,7 +35,7 @@ def _role_members(ctx: Context, request: Request, caller: Caller, args: list[str
         role = template.name if template else None
     if role is None:
         raise not_found(rid)
-    holders = [u.id for r, u in ctx.tenant.role_holders() if r == role]
+    holders = [pid for r, pid in ctx.tenant.role_principals() if r == role]
     start = query.skip(request.query)
     select = query.select(request.query)
 
@@ -41,36 +48,69 @@ def _role_members(ctx: Context, request: Request, caller: Caller, args: list[str
     return query.page(ctx, request, items(), "directoryObjects")
 
 
-def _role_assignments(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
-    wanted_role = wanted_principal = None
+def _wanted(request: Request, kind: str) -> tuple[str | None, str | None]:
+    """The ``roleDefinitionId eq`` / ``principalId eq`` filter Graph supports on these listings."""
     text = request.query.get("$filter")
-    if text:
-        field_name, _sep, value = text.partition(" eq ")
-        value = value.strip().strip("'")
-        if field_name.strip() == "roleDefinitionId":
-            wanted_role = value.lower()
-        elif field_name.strip() == "principalId":
-            wanted_principal = value.lower()
-        else:
-            raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported filter on roleAssignments: '{text}'.")
+    if not text:
+        return None, None
+    field_name, _sep, value = text.partition(" eq ")
+    value = value.strip().strip("'").lower()
+    if field_name.strip() == "roleDefinitionId":
+        return value, None
+    if field_name.strip() == "principalId":
+        return None, value
+    raise GraphError(400, "Request_UnsupportedQuery", f"Unsupported filter on {kind}: '{text}'.")
+
+
+def _expand_principal(request: Request) -> bool:
+    return "principal" in [e.strip() for e in request.query.get("$expand", "").split(",")]
+
+
+def _rows(
+    ctx: Context, request: Request, caller: Caller, found: Iterable[tuple[str, str]], kind: str, **extra: Any
+) -> Response:
+    wanted_role, wanted_principal = _wanted(request, kind)
+    expand = _expand_principal(request)
     rows = []
-    for role_name, user in ctx.tenant.role_holders():
+    for role_name, principal in found:
         template = catalog.ROLES_BY_NAME[role_name].template_id
-        if wanted_role and wanted_role != template:
+        if (wanted_role and wanted_role != template) or (wanted_principal and wanted_principal != principal):
             continue
-        if wanted_principal and wanted_principal != user.id:
-            continue
-        rows.append(
-            {
-                "id": f"{template}_{user.id}",
-                "principalId": user.id,
-                "roleDefinitionId": template,
-                "directoryScopeId": "/",
-            }
-        )
+        row: dict[str, Any] = {
+            "id": f"{template}_{principal}",
+            "principalId": principal,
+            "roleDefinitionId": template,
+            "directoryScopeId": "/",
+            **extra,
+        }
+        if expand:
+            row["principal"] = member_json(ctx, principal, caller, None)
+        rows.append(row)
     start = query.skip(request.query)
-    return query.page(
-        ctx, request, ((i, rows[i]) for i in range(start, len(rows))), "roleManagement/directory/roleAssignments"
+    return query.page(ctx, request, ((i, rows[i]) for i in range(start, len(rows))), f"roleManagement/directory/{kind}")
+
+
+def _role_assignments(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    return _rows(ctx, request, caller, ctx.tenant.role_principals(), "roleAssignments")
+
+
+def _eligibility_instances(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+    if not ctx.tenant.p2_licence:
+        raise GraphError(
+            403,
+            "AadPremiumLicenseRequired",
+            "The tenant needs a Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
+        )
+    found = ((role, user.id) for role, user in ctx.tenant.role_eligibilities())
+    return _rows(
+        ctx,
+        request,
+        caller,
+        found,
+        "roleEligibilityScheduleInstances",
+        memberType="Direct",
+        startDateTime=ELIGIBLE_SINCE,
+        endDateTime=None,
     )
 
 
@@ -78,3 +118,9 @@ def register(router: Router) -> None:
     router.add("GET", "directoryRoles", _directory_roles, catalog.READ_ROLES)
     router.add("GET", "directoryRoles/{}/members", _role_members, catalog.READ_ROLES)
     router.add("GET", "roleManagement/directory/roleAssignments", _role_assignments, catalog.READ_ROLES)
+    router.add(
+        "GET",
+        "roleManagement/directory/roleEligibilityScheduleInstances",
+        _eligibility_instances,
+        catalog.READ_ELIGIBILITY,
+    )

@@ -101,7 +101,8 @@ def _activity(ctx: Context, request: Request, caller: Caller) -> activity.Activi
 def list_users(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
     rules = _activity(ctx, request, caller)
     own = rules.involved and rules.own_filter  # a filter on signInActivity: its own parser
-    predicate = rules.predicate if own else query.filter_predicate(request.query)
+    predicate = rules.predicate if own else query.filter_predicate(request)
+    search = query.search_predicate(request)
     select = query.select(request.query)
     start = query.skip(request.query)
     users = ctx.tenant.users
@@ -112,10 +113,18 @@ def list_users(ctx: Context, request: Request, caller: Caller, _: list[str]) -> 
         found = {u.id: u for u in (ctx.tenant.user(k) for k in keys) if u is not None}
         users = [found[i] for i in sorted(found)]
 
+    def wanted(user: User) -> bool:
+        view = UserView(user)
+        return (
+            (predicate is None or predicate(view))
+            and (search is None or search(view))
+            and query.visible(ctx, request, user.created)
+        )
+
     def matches() -> Iterable[tuple[int, dict[str, Any]]]:
         for position in range(start, len(users)):
             user = users[position]
-            if predicate is None or predicate(UserView(user)):
+            if wanted(user):
                 yield (
                     position,
                     {"@odata.type": "#microsoft.graph.user", **user.to_graph(select)}
@@ -124,7 +133,7 @@ def list_users(ctx: Context, request: Request, caller: Caller, _: list[str]) -> 
                 )
 
     def total() -> int:
-        return sum(1 for u in users if predicate is None or predicate(UserView(u)))
+        return sum(1 for u in users if wanted(u))
 
     return query.page(ctx, request, matches(), "users", total)
 

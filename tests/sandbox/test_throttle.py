@@ -8,7 +8,7 @@ import pytest
 
 from sandbox.throttle import Clock, ThrottleModel, TokenBucket, resource_unit_limit
 from tests.sandbox.conftest import Running
-from tests.sandbox.test_graph import batch
+from tests.sandbox.test_graph import WRITE_ITEM, batch
 
 
 @dataclass
@@ -79,7 +79,12 @@ def test_throttling_over_https_with_headers(sandbox: Running):
     try:
         users = sandbox.sandbox.tenant.users
         requests = [
-            {"id": str(i), "method": "POST", "url": f"/users/{users[100 + i].id}/revokeSignInSessions"}
+            {
+                "id": str(i),
+                "method": "POST",
+                "url": f"/users/{users[100 + i].id}/revokeSignInSessions",
+                **WRITE_ITEM,
+            }
             for i in range(12)
         ]
         items = sorted(batch(sandbox, creds, requests).json()["responses"], key=lambda r: int(r["id"]))
@@ -97,3 +102,4 @@ def test_throttling_over_https_with_headers(sandbox: Running):
         items[10]["headers"]["x-ms-throttle-scope"]
         == f"Tenant_Application/Write/{creds.client_id}/{sandbox.info['tenantId']}"
     )
+    assert items[10]["headers"]["x-ms-throttle-information"] == "WriteLimitExceeded"
