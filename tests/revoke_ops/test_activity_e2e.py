@@ -35,9 +35,17 @@ def latest(user: Any) -> datetime | None:
     return max(stamps, default=None)
 
 
-def rank(user: Any, now: datetime) -> int:
+def privileged(tenant: Any, user: Any) -> bool:
+    """A directory role holder: assigned, PIM-eligible, or through a role-assignable group."""
+    if user.roles or getattr(user, "eligible_roles", None):
+        return True
+    groups = [g for g in tenant.groups.values() if getattr(g, "roles", None)]
+    return any(user.id in tenant.transitive_members(g.id) for g in groups)
+
+
+def rank(user: Any, now: datetime, tenant: Any = None) -> int:
     """0 privileged, 1-4 the activity windows, 5 everyone else."""
-    if user.roles:
+    if user.roles or (tenant is not None and privileged(tenant, user)):
         return 0
     window = window_of(latest(user), now)
     return 5 if window is None else window + 1
@@ -67,7 +75,7 @@ def test_whole_tenant_run_revokes_privileged_then_most_recently_active_first(san
     revoked = [tenant.users_by_id[i] for i in ops.revoked_ids(before)]
     members = internal_members(sandbox)
     assert {u.id for u in revoked} == {u.id for u in members} - {ops.user("breakglass1").id}
-    ranks = [rank(u, now) for u in revoked]
+    ranks = [rank(u, now, tenant) for u in revoked]
     assert ranks == sorted(ranks), "privileged, then by activity window, then everyone else"
     assert ranks[0] == 0 and 1 in ranks and 5 in ranks
     summary = json.loads(result.stdout)["summary"]["outcomes"]
@@ -135,7 +143,7 @@ def test_skip_inactive_days_is_opt_in_counted_at_the_confirmation_and_journaled(
     result = asyncio.run(go(True))
     now = datetime.now(UTC)
     members = internal_members(sandbox)
-    dormant = {u.id for u in members if not u.roles and inactive_for(latest(u), now, 90)}
+    dormant = {u.id for u in members if not privileged(sandbox.sandbox.tenant, u) and inactive_for(latest(u), now, 90)}
     assert dormant and result.summary.counts["skipped_inactive"] == len(dormant)
     revoked = set(ops.revoked_ids(before))
     assert revoked == {u.id for u in members} - dormant
@@ -166,13 +174,13 @@ def test_a_resumed_run_keeps_the_order_across_windows_and_loses_nobody(sandbox: 
     assert failed
     tenant = sandbox.sandbox.tenant
     now = datetime.now(UTC)
-    assert len({rank(tenant.users_by_id[i], now) for i in failed}) > 1, "failures span several windows"
+    assert len({rank(tenant.users_by_id[i], now, tenant) for i in failed}) > 1, "failures span several windows"
     middle = len(sandbox.revocations())
     resumed = ops.cli("revoke", "--resume", str(journal), "--yes", "--concurrency", "1")
     assert resumed.returncode == 0, resumed.stderr
     again = ops.revoked_ids(middle)
     assert set(again) == failed and len(again) == len(failed), "exactly the unsettled users, once each"
-    ranks = [rank(tenant.users_by_id[i], now) for i in again]
+    ranks = [rank(tenant.users_by_id[i], now, tenant) for i in again]
     assert ranks == sorted(ranks), "the resumed run still goes by activity window"
     members = internal_members(sandbox)
     assert set(ops.revoked_ids(before)) == {u.id for u in members}
