@@ -14,7 +14,7 @@ import dataclasses
 import getpass
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from revoke_ops import __version__
 from revoke_ops.activity import activity_order, format_time, skip_estimate
 from revoke_ops.credentials import Identity, token_claims
-from revoke_ops.engine import Engine, Send, Summary
+from revoke_ops.engine import Engine, Item, Send, Settled, Summary
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, read_journal
@@ -273,6 +273,7 @@ async def execute(
     on_progress: Callable[[Summary], None] | None = None,
     engine_factory: Callable[..., Engine] | None = None,
     on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Phase 4: privileged users first, then the rest through the engine; the journal records all."""
     request, identity = prepared.request, prepared.identity
@@ -308,7 +309,8 @@ async def execute(
     engine = factory(prepared.session, journal, options, on_outcome=on_progress, on_would_revoke=collect)
     stopped: str | None = None
     try:
-        summary = await engine.run(stream(prepared.plan, prepared.session, prepared.caps))
+        items = stream(prepared.plan, prepared.session, prepared.caps)
+        summary = await engine.run(_tap(items, on_settled) if on_settled else items)
     except (KeyboardInterrupt, asyncio.CancelledError):
         stopped = "interrupted"
         raise
@@ -330,6 +332,17 @@ async def execute(
     return RunResult(
         summary, journal.path if journal else None, prepared.confirmation.operator, would, warnings, incomplete
     )
+
+
+async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]], None]) -> AsyncIterator[Item]:
+    """Pass every item on; show each one settled without sending to ``on_settled`` first."""
+    async for item in items:
+        if isinstance(item, Settled):
+            on_settled(
+                {"id": item.id, "upn": item.upn, "target": item.target, "outcome": str(item.outcome),
+                 "code": item.code, "reason": item.reason}
+            )  # fmt: skip
+        yield item
 
 
 #: A group or whole-tenant listing that ends below this share of Graph's $count is reported as
@@ -367,6 +380,7 @@ async def revoke(
     on_progress: Callable[[Summary], None] | None = None,
     engine_factory: Callable[..., Engine] | None = None,
     on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run one revocation (or a dry run) and return its result: :func:`prepare`, confirm, :func:`execute`.
 
@@ -374,6 +388,8 @@ async def revoke(
         anything changes. None means "do not ask" (like ``--yes``). Asked only for bulk runs.
     :param on_would_revoke: in a dry run, receives each user that would be revoked as it is
         resolved (else they are collected in ``RunResult.would_revoke``).
+    :param on_settled: receives each user settled without sending (excluded, skipped external,
+        not found), as it is resolved.
     :raises InputError: invalid local input or an unresolvable exclusion (nothing changed).
     :raises AuthError: no token, or the token lacks what the run needs (nothing changed).
     :raises ServiceError: Graph kept failing before anything was sent (nothing changed).
@@ -408,7 +424,11 @@ async def revoke(
             if confirm is not None and prepared.needs_confirmation and not confirm(prepared.confirmation):
                 raise InputError("stopped at the confirmation: nothing was changed")
             return await execute(
-                prepared, on_progress=on_progress, engine_factory=engine_factory, on_would_revoke=on_would_revoke
+                prepared,
+                on_progress=on_progress,
+                engine_factory=engine_factory,
+                on_would_revoke=on_would_revoke,
+                on_settled=on_settled,
             )
     finally:
         for handle in files:

@@ -356,7 +356,15 @@ class IdentityPlatform:
 
     # -- delegated --------------------------------------------------------------------------
     def _user_tokens(self, app: Application, user: User, scope: str, nonce: str | None = None) -> dict[str, Any]:
-        _resource, _scopes = self._resource_of(scope)
+        resource, _scopes = self._resource_of(scope)
+        if resource != self.graph_resource:
+            # Delegated consent is emulated for Microsoft Graph only.
+            raise TokenError(
+                "invalid_grant",
+                65001,
+                f"The user or administrator has not consented to use the application with ID '{app.app_id}' for "
+                f"{resource}.",
+            )
         sp = self.tenant.sp_for_app(app.app_id)
         if sp is None:
             raise TokenError(

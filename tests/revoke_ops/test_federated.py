@@ -138,6 +138,9 @@ def test_a_keyless_stack_applied_to_the_sandbox_revokes_from_a_github_job(sandbo
     target = sandbox.user("operator")
     before = len(sandbox.revocations())
     ops = Ops(sandbox, None, out)  # type: ignore[arg-type]  # the CLI needs only the bundle
+    keyless = ops.cli("revoke", "--user", target.id, "--yes")  # the default credential (a certificate)
+    assert keyless.returncode == 2 and "federated credentials only" in keyless.stderr
+    assert "--credential github-actions" in keyless.stderr
     result = ops.cli("revoke", "--credential", "github-actions", "--user", target.id, "--yes", env=env)
     assert result.returncode == 0, result.stderr
     assert [r["userId"] for r in sandbox.revocations()[before:]] == [target.id]

@@ -79,7 +79,9 @@ def _operator(sandbox: Running, tmp_path: Path, name: str) -> tuple[AppCredentia
     return creds, env
 
 
-def _revoker_with_vault_certificate(sandbox: Running, tmp_path: Path, name: str, cert: x509.Certificate) -> Ops:
+def _revoker_with_vault_certificate(
+    sandbox: Running, tmp_path: Path, name: str, cert: x509.Certificate, url: str | None = None
+) -> Ops:
     """A revoker app whose only certificate is the vault's; its bundle holds no key."""
     app = sandbox.sandbox.call(sandbox.sandbox.register_app, name, cert, app_roles=FULL)
     der = cert.public_bytes(serialization.Encoding.DER)
@@ -107,6 +109,8 @@ def _revoker_with_vault_certificate(sandbox: Running, tmp_path: Path, name: str,
             }
         ],
     }
+    if url is not None:
+        bundle["certificates"][0] |= {"source": "keyVault", "keyVaultCertificate": url}
     path = tmp_path / "bundle.json"
     path.write_text(json.dumps(bundle))
     path.chmod(0o600)
@@ -127,8 +131,10 @@ def test_key_vault_certificate_revokes_and_no_key_material_ever_leaves_the_vault
 ):
     operator, env = _operator(sandbox, tmp_path, "kv-operator")
     url, cert = vault.certificate("revoker-kv", signers=[operator.client_id])
-    ops = _revoker_with_vault_certificate(sandbox, tmp_path, "kv-revoker", cert)
+    ops = _revoker_with_vault_certificate(sandbox, tmp_path, "kv-revoker", cert, url)
     target = sandbox.user("operator")
+    hint = ops.cli("revoke", "--user", target.id, "--yes", env=env)  # forgot the option: the bundle says which
+    assert hint.returncode == 2 and f"pass --key-vault-certificate {url}" in hint.stderr
     before, seen = len(sandbox.revocations()), len(vault.operations())
     journal = tmp_path / "j.jsonl"
     result = ops.cli(
