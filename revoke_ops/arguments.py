@@ -171,6 +171,13 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "--exclude-file", action="append", default=[], metavar="FILE", help="exclusions, one per line (repeatable)"
     )
     targets.add_argument("--include-external", action="store_true", help="also send external (guest, B2B) users")
+    targets.add_argument(
+        "--skip-inactive-days",
+        type=int,
+        metavar="N",
+        help="with --all-users: do NOT revoke users without sign-in activity for more than N days (or never); "
+        "journaled as skipped_inactive. Off by default: nobody is skipped (docs/activity-ordering.md)",
+    )
     safety = parser.add_argument_group("safety")
     safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")
     safety.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")

@@ -155,6 +155,7 @@ def _request(args: argparse.Namespace) -> Any:
         exclude=args.exclude,
         exclude_files=args.exclude_file,
         include_external=args.include_external,
+        skip_inactive_days=args.skip_inactive_days,
         dry_run=args.dry_run,
         reason=args.reason or "",
         journal=args.journal,
@@ -189,8 +190,11 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
     progress = Progress(None, bar=sys.stderr.isatty() and not args.dry_run, log_lines=args.verbose and not args.dry_run)
     settled: list[dict[str, Any]] = []  # a dry run's users not revoked (a real run's are in its journal)
 
+    said: set[str] = set()  # each warning once, whether at the confirmation or at the end
+
     def confirm(confirmation: Confirmation) -> bool:
         for warning in confirmation.warnings:
+            said.add(warning)
             log.warning("%s", warning)
         progress.total = confirmation.targets
         return True if args.yes else _ask(confirmation.question(), "-" in args.from_file)
@@ -225,7 +229,8 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
         contain=contained,
     )
     for warning in result.warnings:
-        log.warning("%s", warning)
+        if warning not in said:
+            log.warning("%s", warning)
     if not summary.counts[Outcome.REVOKED] and summary.counts[Outcome.SKIPPED_EXTERNAL] and not args.dry_run:
         log.warning(
             "nothing was revoked: %d external user(s) skipped (their sessions live in their home tenant; "

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from revoke_ops import __version__
+from revoke_ops.activity import activity_order, format_time, skip_estimate
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.engine import Engine, Item, Send, Settled, Summary
 from revoke_ops.errors import AuthError, InputError
@@ -86,6 +87,27 @@ class Confirmation:
     resumed: bool
     added_exclusions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: the order after privileged users: "activity" (recent sign-in activity first) or "listing"
+    ordering: str = "listing"
+    #: with --skip-inactive-days: the days, and Graph's estimate of how many users that skips (low, high)
+    skip_inactive_days: int | None = None
+    skip_estimate: tuple[int, int] | None = None
+
+    def skipping(self) -> str:
+        """What --skip-inactive-days will skip, with what is only estimated."""
+        if self.skip_inactive_days is None:
+            return ""
+        days = self.skip_inactive_days
+        if self.skip_estimate is None:
+            count = "an unknown number of"
+        elif self.skip_estimate[0] == self.skip_estimate[1]:
+            count = f"about {self.skip_estimate[0]}"
+        else:
+            count = f"between {self.skip_estimate[0]} and {self.skip_estimate[1]}"
+        return (
+            f"; NOT revoking {count} user(s) without sign-in activity for more than {days} days "
+            "(--skip-inactive-days; Graph's counts, eventually consistent)"
+        )
 
     def question(self) -> str:
         """The confirmation question, saying what is an estimate."""
@@ -101,9 +123,10 @@ class Confirmation:
         else:
             first = f"privileged first: those of the tenant's {self.privileged_in_tenant} role holders among them"
         resumed = "Resume revoking" if self.resumed else "Revoke"
+        then = ", then the most recently active" if self.ordering == "activity" else ""
         return (
             f"{resumed} the sign-in sessions of {what} in tenant {self.tenant_id}{timing} "
-            f"({self.excluded} excluded, {first})? [y/N] "
+            f"({self.excluded} excluded, {first}{then}{self.skipping()})? [y/N] "
         )
 
 
@@ -188,6 +211,17 @@ async def prepare(
         targets = await _remote_count(session, request)
         basis = "estimate" if targets is not None else "unknown"
         privileged_first = None
+    activity, activity_note = await activity_order(session, caps.permissions, request)
+    if activity_note:
+        warnings.append(activity_note)
+    estimate = None
+    if activity is not None and activity.skip_inactive_days is not None:
+        if activity.skip_inactive_days < 90:
+            warnings.append(
+                f"--skip-inactive-days {activity.skip_inactive_days}: users inactive for fewer than 90 days may "
+                "still hold refresh tokens (they expire after 90 days without use)"
+            )
+        estimate = await skip_estimate(session, activity, targets)
     budget = request.engine
     eta = None if targets is None else max(0.0, targets - budget.write_burst) / budget.write_rate
     plan = Plan(
@@ -201,6 +235,7 @@ async def prepare(
         privileged=privileged,
         operator_id=operator_id,
         done=frozenset(resume_state.done_hashes()) if resume_state else frozenset(),
+        activity=activity,
     )
     confirmation = Confirmation(
         tenant_id=identity.tenant_id,
@@ -215,6 +250,9 @@ async def prepare(
         resumed=resume_state is not None,
         added_exclusions=tuple(added_exclusions or ()),
         warnings=tuple(warnings),
+        ordering="activity" if activity is not None else "listing",
+        skip_inactive_days=request.skip_inactive_days,
+        skip_estimate=estimate,
     )
     return Prepared(
         request,
@@ -256,6 +294,7 @@ async def execute(
             resumed=prepared.resumed,
             addedExclusions=prepared.added_exclusions,
             estimate=prepared.confirmation.targets,
+            ordering=_ordering_record(prepared),
         )
     would: list[dict[str, Any]] = []
 
@@ -524,3 +563,11 @@ async def _remote_count(session: GraphSession, request: RevokeRequest) -> int | 
             f"--filter {request.filter!r}: Microsoft Graph refused it ({response.error_code}): {response.error_message}"
         )
     return None
+
+
+def _ordering_record(prepared: Prepared) -> dict[str, Any]:
+    """How the run orders users after privileged ones, for the journal."""
+    order = prepared.plan.activity
+    if order is None:
+        return {"by": "listing"}
+    return {"by": "activity", "now": format_time(order.now), "skipInactiveDays": order.skip_inactive_days}
