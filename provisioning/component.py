@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import pulumi
 import pulumi_azuread as azuread
 import pulumi_tls as tls
 
-from provisioning.config import GeneratedCertificate, ProvidedCertificate, StackConfig, certificate_common_name
+from provisioning.config import (
+    FederatedCredential,
+    GeneratedCertificate,
+    ProvidedCertificate,
+    StackConfig,
+    certificate_common_name,
+)
 from provisioning.errors import ProvisioningError
 from revoke_ops.facts import GRAPH_APP_ID, rfc3339, thumbprint, utc_seconds
 
@@ -41,13 +48,15 @@ class RevokerApp(pulumi.ComponentResource):
     permission and principal (admin consent), a delegated permission grant per consent target
     (admin consent for scopes), an optional operators-group assignment, and one
     ApplicationCertificate per certificate slot (with a pulumi-tls key and certificate for
-    generated slots).
+    generated slots), and one ApplicationFederatedIdentityCredential per federated credential.
     """
 
     client_id: pulumi.Output[str]
     application_object_id: pulumi.Output[str]
     service_principal_object_id: pulumi.Output[str]
     certificates: pulumi.Output[list[dict[str, Any]]]
+    #: The federated credentials as the bundle lists them (public: no secret involved).
+    federated_credentials: pulumi.Output[list[dict[str, Any]]]
     #: PEM of the newest generated slot's certificate, or None when every slot is supplied.
     certificate_pem: pulumi.Output[str] | None
     #: PKCS#8 PEM of the newest generated slot's private key (a secret), or None.
@@ -152,13 +161,30 @@ class RevokerApp(pulumi.ComponentResource):
         self.client_id = app.client_id
         self.application_object_id = app.object_id
         self.service_principal_object_id = sp.object_id
+        # Federated credentials: named by their Graph name, which is immutable (renaming replaces).
+        federated: list[pulumi.Output[dict[str, Any]]] = []
+        for fic in cfg.federated_credentials:
+            resource = azuread.ApplicationFederatedIdentityCredential(
+                f"{name}-fic-{fic.name}",
+                application_id=app.id,
+                display_name=fic.name,
+                issuer=fic.issuer,
+                subject=fic.subject,
+                audiences=[fic.audience],
+                description=fic.description,
+                opts=child,
+            )
+            federated.append(resource.credential_id.apply(partial(_federated_entry, fic)))
+
         self.certificates = pulumi.Output.all(*entries)
+        self.federated_credentials = pulumi.Output.all(*federated)
         self.register_outputs(
             {
                 "clientId": self.client_id,
                 "applicationObjectId": self.application_object_id,
                 "servicePrincipalObjectId": self.service_principal_object_id,
                 "certificates": self.certificates,
+                "federatedCredentials": self.federated_credentials,
             }
         )
 
@@ -214,12 +240,17 @@ class RevokerApp(pulumi.ComponentResource):
         return credential.key_id.apply(
             lambda key_id: {
                 "slot": slot.name,
-                "source": "provided",
+                "source": "keyVault" if slot.key_vault_certificate else "provided",
+                **({"keyVaultCertificate": slot.key_vault_certificate} if slot.key_vault_certificate else {}),
                 **_thumbprints(slot.pem),
                 "keyId": key_id,
                 "notAfter": not_after,
             }
         )
+
+
+def _federated_entry(fic: FederatedCredential, credential_id: str) -> dict[str, Any]:
+    return {**fic.to_bundle(), "credentialId": credential_id}
 
 
 def _renamed(opts: pulumi.ResourceOptions, old_name: str | None) -> pulumi.ResourceOptions:

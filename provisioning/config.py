@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from provisioning.errors import StackConfigError
+from provisioning.federated import FederatedCredential, read_federated
 from provisioning.keys import DEFAULTS, KEYS, NAMESPACE, Reader, is_guid, qualified, show
 from provisioning.slots import (
     COMMON_NAME_MAX,
@@ -36,6 +37,7 @@ __all__ = [
     "DEFAULT_CERTIFICATES",
     "NAMESPACE",
     "CertificateSlot",
+    "FederatedCredential",
     "GeneratedCertificate",
     "ProvidedCertificate",
     "StackConfig",
@@ -64,6 +66,8 @@ class StackConfig:
     owners: tuple[str, ...]
     protect: bool
     cloud: Cloud
+    #: Workloads that sign in as the app with their own platform's token (no secret anywhere).
+    federated_credentials: tuple[FederatedCredential, ...] = ()
     #: Valid but risky settings, to show the deployer (``pulumi up`` prints them as warnings).
     warnings: tuple[str, ...] = ()
 
@@ -131,6 +135,14 @@ def load(
         r.fail("grantToPrincipals", "receive application permissions: use permissionMode application or both")
     cloud = _cloud(r, v, azuread, {} if environ is None else environ)
     certificates = read_slots(r, v["certificates"], Path.cwd() if base_dir is None else base_dir, now())
+    federated = read_federated(r, v["federatedCredentials"], tenant_id.lower(), cloud.authority_host)
+    no_certificates = isinstance(v["certificates"], list) and not v["certificates"]
+    if no_certificates and not v["federatedCredentials"] and mode != "delegated":
+        r.fail(
+            "certificates",
+            "is empty and no federatedCredentials are set: with application permissions the app needs a way "
+            "to sign in; keep a certificate slot or add a federated credential",
+        )
     display_name = v["displayName"]
     for slot in certificates:
         common_name = certificate_common_name(display_name, slot.name)
@@ -164,6 +176,7 @@ def load(
         operators_group=operators_group,
         grant_to_principals=_ids(v["grantToPrincipals"]),
         certificates=certificates,
+        federated_credentials=federated,
         owners=_ids(v["owners"]),
         protect=v["protect"],
         cloud=cloud,

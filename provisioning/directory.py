@@ -58,6 +58,9 @@ class Directory(Protocol):
     def add_key_credential(self, application_id: str, credential: dict[str, Any]) -> dict[str, Any]:
         """Add one keyCredential to the application (PATCH keyCredentials)."""
 
+    def add_federated_credential(self, application_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a federatedIdentityCredential to the application; return it as Graph answers (with ``id``)."""
+
     def create_service_principal(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:
         """POST /servicePrincipals, then add each owner."""
 
@@ -152,6 +155,14 @@ class MemoryDirectory:
             raise DirectoryError(f"application {application_id} was not found")
         stored = graph_key_credential(credential, self._new_id)
         app["keyCredentials"].append(stored)
+        return stored
+
+    def add_federated_credential(self, application_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        app = self.objects.get(application_id)
+        if app is None:
+            raise DirectoryError(f"application {application_id} was not found")
+        stored = {**body, "id": self._new_id()}
+        app.setdefault("federatedIdentityCredentials", []).append(stored)
         return stored
 
     def create_service_principal(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:

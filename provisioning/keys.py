@@ -203,6 +203,8 @@ KEYS: Final[tuple[Key, ...]] = (
     Key("graphScope", "string", ""),
     # Its slots are read by provisioning.slots.
     Key("certificates", "structured", [{"name": "primary", "rsaBits": 2048, "validityDays": 365}]),
+    # Read by provisioning.federated.
+    Key("federatedCredentials", "structured", []),
 )
 
 #: The default of every key Pulumi.yaml declares (all but the structured ones), as it declares it.

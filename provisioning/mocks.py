@@ -58,6 +58,7 @@ T_SERVICE_PRINCIPAL = "azuread:index/servicePrincipal:ServicePrincipal"
 T_APP_ROLE_ASSIGNMENT = "azuread:index/appRoleAssignment:AppRoleAssignment"
 T_DELEGATED_GRANT = "azuread:index/servicePrincipalDelegatedPermissionGrant:ServicePrincipalDelegatedPermissionGrant"
 T_APPLICATION_CERTIFICATE = "azuread:index/applicationCertificate:ApplicationCertificate"
+T_FEDERATED_CREDENTIAL = "azuread:index/applicationFederatedIdentityCredential:ApplicationFederatedIdentityCredential"
 T_PRIVATE_KEY = "tls:index/privateKey:PrivateKey"
 T_SELF_SIGNED_CERT = "tls:index/selfSignedCert:SelfSignedCert"
 F_CLIENT_CONFIG = "azuread:index/getClientConfig:getClientConfig"
@@ -165,6 +166,7 @@ class ProviderMocks(pulumi.runtime.Mocks):
             T_APP_ROLE_ASSIGNMENT: self._app_role_assignment,
             T_DELEGATED_GRANT: self._delegated_grant,
             T_APPLICATION_CERTIFICATE: self._application_certificate,
+            T_FEDERATED_CREDENTIAL: self._federated_credential,
             T_PRIVATE_KEY: self._private_key,
             T_SELF_SIGNED_CERT: self._self_signed_cert,
         }.get(args.typ)
@@ -257,6 +259,22 @@ class ProviderMocks(pulumi.runtime.Mocks):
             "endDate": _go_format(parse_rfc3339(stored["endDateTime"]).astimezone(UTC)),
         }
         return f"{application_id}/certificate/{stored['keyId']}", outputs
+
+    def _federated_credential(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        # The provider POSTs /applications/{id}/federatedIdentityCredentials (display_name is Graph's
+        # name) and sets the id parse.NewCredentialID(app, "federatedIdentityCredential", id) builds.
+        application_id = str(inputs["applicationId"]).removeprefix("/applications/")
+        body: dict[str, Any] = {
+            "name": inputs["displayName"],
+            "issuer": inputs["issuer"],
+            "subject": inputs["subject"],
+            "audiences": list(inputs.get("audiences", [])),
+        }
+        if inputs.get("description"):
+            body["description"] = inputs["description"]
+        stored = self.directory.add_federated_credential(application_id, body)
+        outputs = {**inputs, "credentialId": stored["id"]}
+        return f"/applications/{application_id}/federatedIdentityCredential/{stored['id']}", outputs
 
     def _private_key(self, inputs: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if inputs.get("algorithm") != "RSA":

@@ -33,6 +33,7 @@ def bundle_outputs(cfg: StackConfig, app: RevokerApp) -> dict[str, pulumi.Input[
         "applicationPermissions": list(cfg.application_permissions),
         "delegatedPermissions": list(cfg.delegated_permissions),
         "certificates": app.certificates,
+        "federatedCredentials": app.federated_credentials,
         # revoke-ops doctor warns when delegated sign-in is open to the whole tenant.
         "operatorsGroup": cfg.operators_group,
     }

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from provisioning.keys import Reader, qualified, show
-from revoke_ops.facts import rfc3339, thumbprint
+from revoke_ops.facts import parse_key_vault_certificate, rfc3339, thumbprint
 
 __all__ = [
     "COMMON_NAME_MAX",
@@ -37,7 +37,7 @@ MIN_PROVIDED_RSA_BITS: Final = 2048
 COMMON_NAME_MAX: Final = 64
 SLOT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
 GENERATED_SLOT_KEYS: Final = ("name", "rsaBits", "validityDays")
-PROVIDED_SLOT_KEYS: Final = ("name", "pem", "pemFile")
+PROVIDED_SLOT_KEYS: Final = ("name", "pem", "pemFile", "keyVaultCertificate")
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,8 @@ class ProvidedCertificate:
     sha256_fingerprint: str
     not_before: datetime
     not_after: datetime
+    #: the Key Vault certificate (URL) whose public part this is: its key never leaves the vault
+    key_vault_certificate: str | None = None
 
     source: Literal["provided"] = field(default="provided", init=False)
 
@@ -78,8 +80,8 @@ def read_slots(r: Reader, value: Any, base_dir: Path, now: datetime) -> tuple[Ce
 
     Problems are recorded on ``r``; invalid slots are left out of the result.
     """
-    if not isinstance(value, list) or not value:
-        r.fail("certificates", "must be a non-empty list of certificate slots")
+    if not isinstance(value, list):
+        r.fail("certificates", f"must be a list of certificate slots (got {show(value)})")
         return ()
     slots: list[CertificateSlot] = []
     names: set[str] = set()
@@ -99,7 +101,7 @@ def read_slots(r: Reader, value: Any, base_dir: Path, now: datetime) -> tuple[Ce
             r.fail(f"{where}.name", f"{name!r} is used by more than one slot")
             continue
         names.add(name)
-        provided = "pem" in item or "pemFile" in item
+        provided = "pem" in item or "pemFile" in item or "keyVaultCertificate" in item
         allowed = PROVIDED_SLOT_KEYS if provided else GENERATED_SLOT_KEYS
         unknown = sorted(set(item) - set(allowed))
         if unknown:
@@ -127,6 +129,20 @@ def _generated(r: Reader, where: str, item: dict[str, Any]) -> GeneratedCertific
 
 
 def _provided(r: Reader, where: str, item: dict[str, Any], base_dir: Path, now: datetime) -> ProvidedCertificate | None:
+    vault_url = item.get("keyVaultCertificate")
+    if vault_url is not None:
+        try:
+            parse_key_vault_certificate(str(vault_url))
+        except ValueError as err:
+            r.fail(f"{where}.keyVaultCertificate", str(err))
+            return None
+        if "pem" not in item and "pemFile" not in item:
+            r.fail(
+                where,
+                "with keyVaultCertificate also needs the certificate's public part as pemFile (az keyvault certificate "
+                "download --encoding PEM) or pem: `up` registers it without reaching the vault",
+            )
+            return None
     if "pem" in item and "pemFile" in item:
         r.fail(where, "takes either pem or pemFile, not both")
         return None
@@ -191,4 +207,5 @@ def _provided(r: Reader, where: str, item: dict[str, Any], base_dir: Path, now: 
         sha256_fingerprint=fingerprint,
         not_before=cert.not_valid_before_utc,
         not_after=not_after,
+        key_vault_certificate=str(vault_url) if vault_url is not None else None,
     )

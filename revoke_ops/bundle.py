@@ -52,6 +52,8 @@ class CertificateInfo:
     thumbprint_sha256: str
     key_id: str
     not_after: str
+    #: a Key Vault slot's certificate URL (its key never leaves the vault): --key-vault-certificate
+    key_vault_certificate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -189,7 +191,15 @@ def parse_bundle(document: Any, source: str = "bundle", *, allow_custom_cloud: b
             lines.append(f"{source}: ... and {len(errors) - 10} more")
         raise InputError("\n".join(lines))
     certs = tuple(
-        CertificateInfo(c["slot"], c["source"], c["thumbprint"], c["thumbprintSha256"], c["keyId"], c["notAfter"])
+        CertificateInfo(
+            c["slot"],
+            c["source"],
+            c["thumbprint"],
+            c["thumbprintSha256"],
+            c["keyId"],
+            c["notAfter"],
+            c.get("keyVaultCertificate"),
+        )
         for c in document["certificates"]
     )
     bundle = Bundle(

@@ -23,6 +23,7 @@ from revoke_ops.credentials import (
     certificate_identity,
     delegated_identity,
     github_actions_identity,
+    key_vault_identity,
     platform_identity,
 )
 from revoke_ops.engine import EngineOptions, Summary
@@ -68,6 +69,12 @@ def _credential_options(parser: argparse.ArgumentParser) -> None:
         choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines", "github-actions"],
         default="certificate",
         help="how to sign in app-only (default: certificate)",
+    )
+    group.add_argument(
+        "--key-vault-certificate",
+        metavar="URL",
+        help="sign in with a non-exportable Key Vault certificate (https://VAULT.vault.azure.net/certificates/NAME"
+        "[/VERSION]): the vault signs each assertion, with your own azure-identity sign-in",
     )
     group.add_argument(
         "--delegated",
@@ -210,6 +217,16 @@ def _identity(args: argparse.Namespace) -> Identity:
             tenant_id=args.tenant_id,
             cloud=args.cloud,
             prompt=prompt,
+        )
+    if args.key_vault_certificate:
+        if args.certificate is not None or args.credential != "certificate":
+            raise InputError("--key-vault-certificate replaces --certificate and --credential: pass only one of them")
+        return key_vault_identity(
+            args.key_vault_certificate,
+            bundle=bundle,
+            cloud=args.cloud,
+            client_id=args.client_id,
+            tenant_id=args.tenant_id,
         )
     if args.credential == "github-actions":
         return github_actions_identity(

@@ -29,6 +29,7 @@ __all__ = ["Check", "DoctorReport", "Status", "doctor"]
 
 EXPIRY_WARNING_DAYS = 30
 GROUP_TYPE = "#microsoft.graph.group"
+MAX_MEMBER_PAGES = 50  # an operators group is small; a larger one is read this far
 ROLE_REACH = (
     "with the delegated User.RevokeSessions.All, Graph lets you revoke only the users your own directory role "
     "covers: Helpdesk or Password Administrator for non-admins, User Administrator for limited admins, "
@@ -251,16 +252,23 @@ async def _operator_checks(
             "`pulumi up` (assigning a group needs Entra ID P1 or P2)",
         )
         return
-    members = await session.read(f"/groups/{quote(group, safe='')}/members?$select=id,displayName")
-    if members.status != 200 or not isinstance(members.body, dict):
-        report.add(
-            "operators group",
-            Status.WARN,
-            f"the operators group {group} could not be read ({members.status} {members.error_code or ''}); "
-            "nested groups in it cannot be checked (needs GroupMember.Read.All)",
-        )
-        return
-    nested = [m for m in members.body.get("value", []) if isinstance(m, dict) and m.get("@odata.type") == GROUP_TYPE]
+    nested: list[dict[str, Any]] = []
+    next_url: str | None = f"/groups/{quote(group, safe='')}/members?$select=id,displayName"
+    for _page in range(MAX_MEMBER_PAGES):
+        if next_url is None:
+            break
+        members = await session.read(next_url, page=True)
+        if members.status != 200 or not isinstance(members.body, dict):
+            report.add(
+                "operators group",
+                Status.WARN,
+                f"the operators group {group} could not be read ({members.status} {members.error_code or ''}); "
+                "nested groups in it cannot be checked (needs GroupMember.Read.All)",
+            )
+            return
+        nested += [m for m in members.body["value"] if isinstance(m, dict) and m.get("@odata.type") == GROUP_TYPE]
+        link = members.body.get("@odata.nextLink")
+        next_url = link if isinstance(link, str) else None
     if nested:
         names = ", ".join(f"{m.get('displayName') or ''} ({m.get('id')})".strip() for m in nested)
         report.add(

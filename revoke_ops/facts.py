@@ -30,8 +30,10 @@ __all__ = [
     "TOKEN_EXCHANGE_AUDIENCE",
     "Cloud",
     "GraphPermission",
+    "KeyVaultCertificateRef",
     "bundle_schema",
     "endpoint_problems",
+    "parse_key_vault_certificate",
     "parse_rfc3339",
     "permission",
     "rfc3339",
@@ -314,3 +316,41 @@ def endpoint_problems(cloud: str, graph_endpoint: str, authority_host: str) -> l
     if parts is not None and parts.path.strip("/"):
         problems.append(f"authorityHost must be https://host without a path (got {authority_host!r})")
     return problems
+
+
+#: Key Vault's DNS suffixes per cloud (public, US Government, China) and Managed HSM's.
+KEY_VAULT_SUFFIXES: Final = (".vault.azure.net", ".vault.usgovcloudapi.net", ".vault.azure.cn", ".managedhsm.azure.net")
+_KEY_VAULT_PATH = re.compile(r"^/certificates/(?P<name>[0-9A-Za-z-]{1,127})(?:/(?P<version>[0-9A-Za-z]{32}))?/?$")
+
+
+@dataclass(frozen=True)
+class KeyVaultCertificateRef:
+    """A Key Vault certificate URL, ``https://VAULT.vault.azure.net/certificates/NAME[/VERSION]``."""
+
+    vault_url: str
+    name: str
+    version: str | None
+    #: a loopback test vault (the sandbox's), where the SDK's challenge-resource check is relaxed
+    loopback: bool
+
+
+def parse_key_vault_certificate(url: str) -> KeyVaultCertificateRef:
+    """Check a Key Vault certificate URL (shared by the stack loader and revoke-ops).
+
+    :raises ValueError: not https, not a Key Vault host (nor loopback), not ``/certificates/NAME[/VERSION]``;
+        the message says what is allowed.
+    """
+    from ipaddress import ip_address
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    try:
+        loopback = ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    match = _KEY_VAULT_PATH.match(parts.path)
+    if parts.scheme != "https" or parts.query or parts.fragment or parts.username or match is None:
+        raise ValueError(f"must look like https://VAULT.vault.azure.net/certificates/NAME[/VERSION] (got {url!r})")
+    if not (loopback or host.endswith(KEY_VAULT_SUFFIXES)):
+        raise ValueError(f"{host!r} is not a Key Vault host (one of *{', *'.join(KEY_VAULT_SUFFIXES)})")
+    return KeyVaultCertificateRef(f"https://{parts.netloc}", match["name"], match["version"], loopback)

@@ -1,4 +1,4 @@
-"""``python -m sandbox serve|apply``: run the emulated tenant, apply a stack to it."""
+"""``python -m sandbox serve|apply|keyvault``: run the emulated tenant, apply a stack to it, run a vault."""
 
 from __future__ import annotations
 
@@ -50,7 +50,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(json.dumps({k: v for k, v in info.items() if k != "controlToken"}, indent=2), flush=True)
     print(f"sandbox: serving tenant {info['tenantId']} at {info['authorityHost']} (Ctrl-C stops)", file=sys.stderr)
     try:
-        stop.wait()
+        # Wake up now and then: a signal the kernel delivers to the server thread only runs its
+        # Python handler when the main thread next executes bytecode, and a bare wait() never
+        # returns to do so (the demo's Ctrl-C then hung at random).
+        while not stop.wait(0.2):
+            pass
     finally:
         sandbox.stop()
         (Path(args.state_dir) / "sandbox.json").unlink(missing_ok=True)
@@ -93,10 +97,16 @@ def _apply_child(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keyvault(args: argparse.Namespace) -> int:
+    from sandbox.keyvault import serve
+
+    return serve(Path(args.state_dir), args.port)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local emulated Entra tenant.")
     # The metavar keeps the internal _apply-child out of --help and usage lines.
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,apply}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,apply,keyvault}")
     serve = commands.add_parser("serve", help="serve the emulated tenant on 127.0.0.1 until Ctrl-C / SIGTERM")
     serve.add_argument("--state-dir", type=Path, required=True, help="where sandbox.json, the CA and keys are written")
     serve.add_argument("--users", type=int, default=2000)
@@ -150,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     app.add_argument("--out", type=Path, required=True, help="bundle file to write (mode 0600)")
     app.add_argument("--project-dir", type=Path, default=Path(__file__).resolve().parent.parent, help=argparse.SUPPRESS)
     app.set_defaults(func=_apply)
+    vault = commands.add_parser("keyvault", help="serve a loopback Key Vault (sign, get certificate) beside a sandbox")
+    vault.add_argument("--state-dir", type=Path, required=True, help="the running sandbox's state directory")
+    vault.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    vault.set_defaults(func=_keyvault)
     child = commands.add_parser("_apply-child")  # no help=: not listed (help=SUPPRESS shows "==SUPPRESS==")
     child.add_argument("--state-dir", type=Path, required=True)
     child.add_argument("--stack", required=True)

@@ -116,6 +116,9 @@ class GraphDirectory:
             raise ApplyError(f"expected one new key credential on application {application_id}, found {len(new)}")
         return dict(new[0])
 
+    def add_federated_credential(self, application_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("POST", f"/applications/{application_id}/federatedIdentityCredentials", body))
+
     def create_service_principal(self, body: dict[str, Any], owners: list[str]) -> dict[str, Any]:
         sp: dict[str, Any] = self._call("POST", "/servicePrincipals", body)
         for owner in owners:

@@ -28,6 +28,8 @@ from sandbox.tenant import Application, Tenant, User
 from sandbox.throttle import Clock
 
 TOKEN_LIFETIME = 3600
+#: Azure Key Vault's resource: tokens for it are what the loopback vault (sandbox.keyvault) accepts.
+KEYVAULT_RESOURCE = "https://vault.azure.net"
 ASSERTION_LEEWAY = 300  # seconds of clock skew Entra tolerates on client assertions
 OIDC_SCOPES = {"openid", "profile", "offline_access", "email"}
 
@@ -174,6 +176,8 @@ class IdentityPlatform:
             resource = s.rsplit("/", 1)[0] if "/" in s else s
             if resource in (GRAPH_APP_ID, self.graph_resource):
                 resources.add(self.graph_resource)
+            elif resource == KEYVAULT_RESOURCE:
+                resources.add(KEYVAULT_RESOURCE)
             else:
                 raise TokenError(
                     "invalid_resource",
@@ -182,7 +186,11 @@ class IdentityPlatform:
                     f"{self.tenant.tenant_id}. This can happen if the application has not been installed by "
                     "the administrator of the tenant or consented to by any user in the tenant.",
                 )
-        return self.graph_resource, resource_scopes
+        if len(resources) > 1:
+            raise TokenError(
+                "invalid_scope", 70011, "The provided value for the input parameter 'scope' is not valid: one resource."
+            )
+        return resources.pop(), resource_scopes
 
     def _access_token(self, app: Application, claims: dict[str, Any]) -> dict[str, Any]:
         now = int(time.time())
@@ -231,7 +239,7 @@ class IdentityPlatform:
                 401,
             )
         self._verify_assertion(app, form.get("client_assertion", ""), token_url)
-        _resource, scopes = self._resource_of(form.get("scope", ""))
+        resource, scopes = self._resource_of(form.get("scope", ""))
         if any(not s.endswith("/.default") for s in scopes):
             raise TokenError(
                 "invalid_scope",
@@ -248,6 +256,9 @@ class IdentityPlatform:
                 f"{self.tenant.tenant_id}.",
                 401,
             )
+        if resource == KEYVAULT_RESOURCE:
+            # Key Vault authorizes by its own access policy / RBAC, not by Graph app roles.
+            return self._access_token(app, {"aud": KEYVAULT_RESOURCE, "oid": sp.id, "sub": sp.id, "idtyp": "app"})
         roles = self.tenant.granted_roles(sp.id, older_than=self._consent_cutoff())
         claims: dict[str, Any] = {"oid": sp.id, "sub": sp.id, "idtyp": "app"}
         if roles:
@@ -345,7 +356,15 @@ class IdentityPlatform:
 
     # -- delegated --------------------------------------------------------------------------
     def _user_tokens(self, app: Application, user: User, scope: str, nonce: str | None = None) -> dict[str, Any]:
-        _resource, _scopes = self._resource_of(scope)
+        resource, _scopes = self._resource_of(scope)
+        if resource != self.graph_resource:
+            # Delegated consent is emulated for Microsoft Graph only.
+            raise TokenError(
+                "invalid_grant",
+                65001,
+                f"The user or administrator has not consented to use the application with ID '{app.app_id}' for "
+                f"{resource}.",
+            )
         sp = self.tenant.sp_for_app(app.app_id)
         if sp is None:
             raise TokenError(

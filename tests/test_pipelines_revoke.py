@@ -12,7 +12,8 @@ from typing import Any
 
 from tests.provisioning.conftest import ROOT
 from tests.revoke_ops.conftest import DOMAIN, Ops, ops  # noqa: F401  # the fixture
-from tests.sandbox.conftest import sandbox  # noqa: F401  # the fixture ops needs
+from tests.revoke_ops.test_federated import _actions_run, _keyless_ops
+from tests.sandbox.conftest import Running, sandbox  # noqa: F401  # the fixture ops needs
 from tests.test_pipelines import events, load
 
 
@@ -38,8 +39,8 @@ def test_the_github_workflow_is_manual_reviewed_twice_and_keeps_the_journal():
             assert "${{" not in str(step.get("run", "")) + str(step.get("with", {}).get("script", "")), step
     assert real["needs"] == "dry-run" and "inputs.dry-run == false" in real["if"]
     runs = [str(s.get("run", "")) for s in steps_of(dry)] + [str(s.get("run", "")) for s in steps_of(real)]
-    assert "pipelines/revoke-run dry-run --credential workload-identity" in runs
-    assert "pipelines/revoke-run revoke --credential workload-identity" in runs
+    assert "pipelines/revoke-run dry-run --credential github-actions" in runs
+    assert "pipelines/revoke-run revoke --credential github-actions" in runs
     upload = next(s for s in steps_of(real) if str(s.get("uses", "")).startswith("actions/upload-artifact"))
     assert upload["if"] == "always()" and upload["with"]["path"].endswith("journal.jsonl")
 
@@ -61,18 +62,23 @@ def test_the_azure_devops_pipeline_is_manual_with_an_approved_environment_and_it
 
 
 # -- pipelines/revoke-run against the sandbox ------------------------------------------------------------
-def revoke_run(ops: Ops, cwd: Path, mode: str, **inputs: str) -> subprocess.CompletedProcess[str]:  # noqa: F811
-    env = {k: v for k, v in os.environ.items() if not k.startswith("REVOKE_")}
+def revoke_run(
+    app: Ops, cwd: Path, mode: str, extra_env: dict[str, str] | None = None, **inputs: str
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVOKE_", "ACTIONS_"))}
     env.update(
         {
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
-            "SSL_CERT_FILE": ops.run.ca,
-            "REQUESTS_CA_BUNDLE": ops.run.ca,
+            "SSL_CERT_FILE": app.run.ca,
+            "REQUESTS_CA_BUNDLE": app.run.ca,
             "REVOKE_OPS_ALLOW_CUSTOM_CLOUD": "1",
             **{f"REVOKE_{k.upper()}": v for k, v in inputs.items()},
+            **(extra_env or {}),
         }
     )
-    command = [str(ROOT / "pipelines" / "revoke-run"), mode, "--credentials", str(ops.bundle)]
+    command = [str(ROOT / "pipelines" / "revoke-run"), mode, "--credentials", str(app.bundle)]
+    if extra_env:  # as in revoke.yml: the job's own OIDC token, no key anywhere
+        command += ["--credential", "github-actions"]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
@@ -133,7 +139,7 @@ def test_inputs_are_data_never_code(ops: Ops, tmp_path: Path):  # noqa: F811
     assert len(ops.run.revocations()) == before
 
     def refused(message: str, **inputs: str) -> None:
-        answer = revoke_run(ops, tmp_path, "revoke", **{"journal": str(tmp_path / "j"), **inputs})
+        answer = revoke_run(ops, tmp_path, "revoke", None, **{"journal": str(tmp_path / "j"), **inputs})
         assert answer.returncode == 2 and message in answer.stderr, answer.stderr
 
     refused("the users file must be inside the repository checkout", users_file="/etc/passwd", reason="r")
@@ -142,3 +148,25 @@ def test_inputs_are_data_never_code(ops: Ops, tmp_path: Path):  # noqa: F811
     refused("a reason is required", users=f"someone@{DOMAIN}")
     refused("name the targets: a group, users, or a users file", reason="r")
     refused("stack 'nope' is not listed in stacks/deploy.txt", stack="nope", users="x@y", reason="r")
+
+
+def test_the_workflow_step_revokes_keyless_as_a_github_job_of_the_revoke_environment(
+    sandbox: Running,  # noqa: F811
+    tmp_path: Path,
+):
+    subject = "repo:contoso@1001/revoker@2002:environment:revoke-contoso-prod"
+    keyless, issuer = _keyless_ops(sandbox, tmp_path, "gha-revoke-workflow", subject=subject)
+    job = _actions_run(sandbox, issuer, subject)  # what GitHub gives a job with id-token: write
+    target = keyless.user("operator")
+    before = len(sandbox.revocations())
+    summary, journal = tmp_path / "summary.md", tmp_path / "journal.jsonl"
+    result = revoke_run(
+        keyless, tmp_path, "revoke", extra_env=job, users=target.id, reason="INC-3 reviewed",
+        summary=str(summary), journal=str(journal),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [r["userId"] for r in sandbox.revocations()[before:]] == [target.id]
+    assert "| revoked | 1 |" in summary.read_text()
+    assert "privateKeyPem" not in keyless.bundle.read_text(), "no key anywhere"
+    for text in (result.stdout, result.stderr, journal.read_text(), summary.read_text()):
+        assert job["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in text and "eyJ" not in text

@@ -5,6 +5,7 @@
 - :mod:`.platform`: azure-identity's managed identity, workload identity and Azure Pipelines
   credentials;
 - :mod:`.federated`: GitHub Actions' OIDC token as the client assertion (a federated credential);
+- :mod:`.keyvault`: a non-exportable Key Vault certificate; the vault signs each client assertion;
 - :mod:`.delegated`: an operator signs in (device code or an interactive browser), once per command;
 - :mod:`.tenant`: the one place that decides tenant, client id and endpoints for all of them;
 - :mod:`.identity`: the typed :class:`Identity` they all produce, and error translation.
@@ -26,6 +27,7 @@ from revoke_ops.credentials.identity import (
     explain_auth_error,
     token_claims,
 )
+from revoke_ops.credentials.keyvault import key_vault_identity
 from revoke_ops.credentials.platform import PLATFORM_KINDS, platform_identity
 from revoke_ops.credentials.tenant import Where, resolve_where
 from revoke_ops.errors import TransientAuthError
@@ -45,6 +47,7 @@ __all__ = [
     "explain_auth_error",
     "github_actions_identity",
     "key_and_certificate",
+    "key_vault_identity",
     "platform_identity",
     "resolve_where",
     "token_claims",

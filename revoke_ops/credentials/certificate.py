@@ -153,10 +153,7 @@ def certificate_identity(
             pem = (bundle.private_key_pem + "\n" + bundle.certificate_pem).encode()
             source = "the bundle"
         else:
-            raise InputError(
-                "the bundle holds no private key (its certificates were supplied by an operator): pass "
-                "--certificate KEY_AND_CERT.pem with the private key and certificate of one of the bundle's slots"
-            )
+            raise InputError(_no_key_in_bundle(bundle))
     else:
         path_value = str(certificate) if certificate else env.get("AZURE_CLIENT_CERTIFICATE_PATH")
         missing = [
@@ -205,4 +202,24 @@ def certificate_identity(
         certificate_not_after=pair.not_after,
         description=f"application {client} with certificate {pair.thumbprint}",
         renew=credential.renew,
+    )
+
+
+def _no_key_in_bundle(bundle: Bundle) -> str:
+    """What to do when the bundle holds no private key: depends on how the stack lets the app sign in."""
+    vault = [c.key_vault_certificate for c in bundle.certificates if c.key_vault_certificate]
+    if vault:
+        return (
+            "the bundle holds no private key: its certificate is held by Key Vault; pass --key-vault-certificate "
+            f"{vault[-1]} (the vault signs, with your own sign-in)"
+        )
+    if not bundle.certificates:
+        return (
+            "this stack has no certificate (it signs in through federated credentials only): in a GitHub Actions job "
+            "use --credential github-actions, in Kubernetes --credential workload-identity, in Azure Pipelines "
+            "--credential azure-pipelines"
+        )
+    return (
+        "the bundle holds no private key (its certificates were supplied by an operator): pass "
+        "--certificate KEY_AND_CERT.pem with the private key and certificate of one of the bundle's slots"
     )

@@ -76,6 +76,7 @@ class CredentialKind(StrEnum):
     WORKLOAD_IDENTITY = "workload-identity"
     AZURE_PIPELINES = "azure-pipelines"
     GITHUB_ACTIONS = "github-actions"
+    KEY_VAULT = "key-vault-certificate"
     DELEGATED = "delegated"
 
 

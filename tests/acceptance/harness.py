@@ -8,6 +8,13 @@ that the user's ``signInSessionsValidFromDateTime`` moved (read independently wi
 the app's own User.Read.All), optionally revoke the test user's own sessions through delegated
 device code, then ``pulumi destroy`` and ``pulumi stack rm`` whatever happened before.
 
+Each step as the sources describe it: Graph's user: revokeSignInSessions (any 2xx is success;
+"a small delay of a few minutes" before it takes effect, hence the polling) and the user resource
+(signInSessionsValidFromDateTime is returned only with $select, readable with User.Read.All);
+Pulumi CLI reference (``stack init --secrets-provider passphrase``, ``config set --path``,
+``stack output --json --show-secrets``, ``destroy``/``stack rm``; a ``file://`` backend through
+PULUMI_BACKEND_URL); the azuread provider's ARM_* variables for the deployer's credential.
+
 Configured only from the environment (:data:`VARIABLES`); :func:`skip_reason` says what to set
 when it is not. Nothing here knows about the sandbox: the harness tests point the same code at a
 fake ``pulumi`` executable and the sandbox tenant.

@@ -196,7 +196,7 @@ def test_values_arrive_as_pulumi_strings():
             {"certificates": '[{"name": "a", "rsaBits": 1024}]'},
             "revoke-sessions:certificates[0].rsaBits must be one of 2048, 3072, 4096 (got 1024)",
         ),
-        ({"certificates": "[]"}, "revoke-sessions:certificates must be a non-empty list of certificate slots"),
+        ({"certificates": "[]"}, "revoke-sessions:certificates is empty and no federatedCredentials are set"),
         (
             {"certificates": '[{"name": "a"}, {"name": "a"}]'},
             "revoke-sessions:certificates[1].name 'a' is used by more than one slot",

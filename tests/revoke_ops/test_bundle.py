@@ -92,7 +92,7 @@ def test_bundle_with_a_key_readable_by_others_is_refused(tmp_path: Path, capsys:
             {"graphEndpoint": "https://graph.microsoft.com/v1.0/"},
             "graphEndpoint: 'https://graph.microsoft.com/v1.0/' does not match",
         ),
-        ({"certificates": []}, "certificates: [] should be non-empty"),
+        ({"federatedCredentials": [{"name": "gh"}]}, "federatedCredentials/0: 'issuer' is a required property"),
         ({"tenantId": None}, "tenantId: None is not of type 'string'"),
     ],
 )

@@ -108,3 +108,39 @@ def test_an_expired_request_token_is_a_clear_auth_failure(sandbox: Running, tmp_
     assert result.returncode == 3, result.stderr
     assert "HTTP 401" in result.stderr and "id-token: write" in result.stderr
     assert "expired-request-token" not in result.stderr
+
+
+@pytest.mark.slow
+def test_a_keyless_stack_applied_to_the_sandbox_revokes_from_a_github_job(sandbox: Running, tmp_path: Path):
+    """Done when: a stack with only federated credentials provisions (`sandbox apply`), and revoke-ops
+    --credential github-actions revokes with the bundle it wrote and a sandbox-issued OIDC token."""
+    from sandbox.apply import apply
+    from tests.sandbox.test_apply import project
+
+    issuer = sandbox.sandbox.call(sandbox.sandbox.federation.issuer, "gha-applied").url
+    config = {
+        "azuread:tenantId": sandbox.info["tenantId"],
+        "revoke-sessions:displayName": "revoker keyless",
+        "revoke-sessions:certificates": [],
+        "revoke-sessions:federatedCredentials": [
+            {"name": "github-contoso-prod", "issuer": issuer, "subject": SUBJECT},
+        ],
+    }
+    out = tmp_path / "bundle.json"
+    (tmp_path / "p").mkdir()
+    outputs = apply(Path(sandbox.sandbox.state_dir), "keyless", out, project(tmp_path / "p", "keyless", config))
+    assert outputs["certificates"] == [] and "privateKeyPem" not in outputs
+    app = sandbox.sandbox.tenant.app_by_app_id(outputs["clientId"])
+    assert app is not None and app.key_credentials == []
+    assert [(f["issuer"], f["subject"]) for f in app.federated_credentials] == [(issuer, SUBJECT)]
+
+    env = _actions_run(sandbox, "gha-applied", SUBJECT)
+    target = sandbox.user("operator")
+    before = len(sandbox.revocations())
+    ops = Ops(sandbox, None, out)  # type: ignore[arg-type]  # the CLI needs only the bundle
+    keyless = ops.cli("revoke", "--user", target.id, "--yes")  # the default credential (a certificate)
+    assert keyless.returncode == 2 and "federated credentials only" in keyless.stderr
+    assert "--credential github-actions" in keyless.stderr
+    result = ops.cli("revoke", "--credential", "github-actions", "--user", target.id, "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    assert [r["userId"] for r in sandbox.revocations()[before:]] == [target.id]

@@ -73,5 +73,5 @@ def test_help_hides_the_internal_command_and_runs_from_any_directory(tmp_path: P
         env={**os.environ, "PYTHON": sys.executable},
     )
     assert result.returncode == 0, result.stderr
-    assert "{serve,apply}" in result.stdout
+    assert "{serve,apply,keyvault}" in result.stdout
     assert "_apply-child" not in result.stdout and "SUPPRESS" not in result.stdout

@@ -1,0 +1,198 @@
+"""revoke-ops --key-vault-certificate, end to end: the sandbox's loopback Key Vault (its own process)
+holds a non-exportable certificate; revoke-ops reads its public part, builds the PS256 assertion
+(x5t#S256) and has the vault sign its digest, authenticating to the vault as the operator; the
+sandbox's token endpoint accepts it and the revocation happens. The vault's record of every
+operation shows that none returned private key material."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+
+from revoke_ops.credentials.keyvault import parse_certificate_url
+from revoke_ops.errors import InputError
+from sandbox.server import make_client_certificate
+from tests.revoke_ops.conftest import FULL, Ops
+from tests.sandbox.conftest import AppCredentials, Running
+
+PRIVATE_JWK = {"d", "p", "q", "dp", "dq", "qi"}
+
+
+class Vault:
+    def __init__(self, url: str, tls: Any) -> None:
+        self.url = url
+        self.control = httpx.Client(base_url=f"{url}/_control", verify=tls, timeout=30)
+
+    def certificate(self, name: str, signers: list[str]) -> tuple[str, x509.Certificate]:
+        created = self.control.post("/certificates", json={"name": name, "signers": signers}).json()
+        return created["id"], x509.load_pem_x509_certificate(created["pem"].encode())
+
+    def operations(self) -> list[dict[str, Any]]:
+        return list(self.control.get("/operations").json())
+
+
+@pytest.fixture(scope="module")
+def vault(sandbox: Running) -> Iterator[Vault]:
+    state = Path(sandbox.sandbox.state_dir)
+    (state / "keyvault.json").unlink(missing_ok=True)
+    proc = subprocess.Popen(  # our own interpreter and module
+        [sys.executable, "-m", "sandbox", "keyvault", "--state-dir", str(state)],
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        for _ in range(300):
+            if (state / "keyvault.json").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "the vault exited"
+        yield Vault(json.loads((state / "keyvault.json").read_text())["vaultUrl"], sandbox.tls)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+
+
+def _operator(sandbox: Running, tmp_path: Path, name: str) -> tuple[AppCredentials, dict[str, str]]:
+    """The operator's own identity for Key Vault (here an app with a certificate, via azure-identity's variables)."""
+    creds = sandbox.app(name)
+    path = tmp_path / f"{name}.pem"
+    path.write_bytes(creds.pem)
+    path.chmod(0o600)
+    env = {
+        "AZURE_TENANT_ID": sandbox.info["tenantId"],
+        "AZURE_CLIENT_ID": creds.client_id,
+        "AZURE_CLIENT_CERTIFICATE_PATH": str(path),
+    }
+    return creds, env
+
+
+def _revoker_with_vault_certificate(
+    sandbox: Running, tmp_path: Path, name: str, cert: x509.Certificate, url: str | None = None
+) -> Ops:
+    """A revoker app whose only certificate is the vault's; its bundle holds no key."""
+    app = sandbox.sandbox.call(sandbox.sandbox.register_app, name, cert, app_roles=FULL)
+    der = cert.public_bytes(serialization.Encoding.DER)
+    bundle = {
+        "schemaVersion": 1,
+        "tenantId": sandbox.info["tenantId"],
+        "clientId": app.app_id,
+        "applicationObjectId": app.id,
+        "servicePrincipalObjectId": sandbox.sandbox.tenant.sp_for_app(app.app_id).id,
+        "cloud": "custom",
+        "authorityHost": sandbox.info["authorityHost"],
+        "graphEndpoint": sandbox.info["graphEndpoint"],
+        "graphScope": sandbox.info["graphScope"],
+        "permissionMode": "application",
+        "applicationPermissions": list(FULL),
+        "delegatedPermissions": [],
+        "certificates": [
+            {
+                "slot": "vault",
+                "source": "provided",
+                "thumbprint": cert.fingerprint(hashes.SHA1()).hex().upper(),
+                "thumbprintSha256": cert.fingerprint(hashes.SHA256()).hex().upper(),
+                "keyId": app.key_credentials[0]["keyId"],
+                "notAfter": cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        ],
+    }
+    if url is not None:
+        bundle["certificates"][0] |= {"source": "keyVault", "keyVaultCertificate": url}
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle))
+    path.chmod(0o600)
+    assert base64.b64decode(app.key_credentials[0]["key"]) == der
+    return Ops(sandbox, AppCredentials(app, b""), path)
+
+
+def _keys(value: Any) -> set[str]:
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def test_key_vault_certificate_revokes_and_no_key_material_ever_leaves_the_vault(
+    sandbox: Running, vault: Vault, tmp_path: Path
+):
+    operator, env = _operator(sandbox, tmp_path, "kv-operator")
+    url, cert = vault.certificate("revoker-kv", signers=[operator.client_id])
+    ops = _revoker_with_vault_certificate(sandbox, tmp_path, "kv-revoker", cert, url)
+    target = sandbox.user("operator")
+    hint = ops.cli("revoke", "--user", target.id, "--yes", env=env)  # forgot the option: the bundle says which
+    assert hint.returncode == 2 and f"pass --key-vault-certificate {url}" in hint.stderr
+    before, seen = len(sandbox.revocations()), len(vault.operations())
+    journal = tmp_path / "j.jsonl"
+    result = ops.cli(
+        "revoke", "--key-vault-certificate", url, "--user", target.id, "--yes", "--journal", str(journal), env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert ops.revoked_ids(before) == [target.id]
+
+    operations = vault.operations()[seen:]
+    done = [(o["method"], o["path"].split("/")[1], o["status"]) for o in operations if o["status"] == 200]
+    assert ("GET", "certificates", 200) in done and ("POST", "keys", 200) in done, operations
+    assert all(o["caller"] == operator.client_id for o in operations if o["status"] == 200)
+    for op in operations:
+        body = json.loads(op["body"]) if op["body"] else {}
+        assert not _keys(body) & PRIVATE_JWK, f"{op['method']} {op['path']} returned private key parameters"
+        assert "PRIVATE KEY" not in (op["body"] or "")
+    for text in (result.stdout, result.stderr, journal.read_text(), ops.bundle.read_text()):
+        assert "PRIVATE KEY" not in text and "eyJ" not in text
+
+
+def test_an_operator_without_the_sign_permission_gets_a_clear_refusal(sandbox: Running, vault: Vault, tmp_path: Path):
+    _, env = _operator(sandbox, tmp_path, "kv-reader")
+    url, cert = vault.certificate("revoker-kv-locked", signers=["someone-else"])
+    ops = _revoker_with_vault_certificate(sandbox, tmp_path, "kv-revoker-locked", cert)
+    before = len(sandbox.revocations())
+    result = ops.cli("revoke", "--key-vault-certificate", url, "--user", sandbox.user("operator").id, "--yes", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "Key Vault refused to sign with certificate revoker-kv-locked" in result.stderr
+    assert "HTTP 403" in result.stderr and "Key Vault Crypto User" in result.stderr
+    assert len(sandbox.revocations()) == before
+
+
+def test_a_certificate_the_app_does_not_know_is_aadsts700027(sandbox: Running, vault: Vault, tmp_path: Path):
+    operator, env = _operator(sandbox, tmp_path, "kv-operator-2")
+    url, _ = vault.certificate("revoker-kv-unregistered", signers=[operator.client_id])
+    other, _key = make_client_certificate("not the vault's")
+    ops = _revoker_with_vault_certificate(sandbox, tmp_path, "kv-revoker-other", other)
+    result = ops.cli("revoke", "--key-vault-certificate", url, "--user", sandbox.user("operator").id, "--yes", env=env)
+    assert result.returncode == 3, result.stderr
+    assert "AADSTS700027" in result.stderr and "not among the bundle's registered certificates" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://contoso.vault.azure.net/certificates/revoker",
+        "https://contoso.example.com/certificates/revoker",
+        "https://contoso.vault.azure.net/keys/revoker",
+        "https://contoso.vault.azure.net/certificates/revoker/not-a-version",
+    ],
+)
+def test_certificate_urls_are_checked(url: str):
+    with pytest.raises(InputError, match="key-vault-certificate"):
+        parse_certificate_url(url)
+    ref = parse_certificate_url("https://contoso.vault.azure.net/certificates/revoker/" + "a" * 32)
+    assert (ref.vault_url, ref.name, ref.version, ref.loopback) == (
+        "https://contoso.vault.azure.net",
+        "revoker",
+        "a" * 32,
+        False,
+    )
