@@ -31,7 +31,7 @@ def _caller_sp(ctx: Context, caller: Caller) -> str | None:
     return sp.id if sp is not None else None
 
 
-def _may_manage(ctx: Context, caller: Caller, owners: list[str]) -> None:
+def may_manage(ctx: Context, caller: Caller, owners: list[str]) -> None:
     """Application.ReadWrite.All manages any application; Application.ReadWrite.OwnedBy the caller's own."""
     if caller.has(catalog.WRITE_APPS):
         return
@@ -100,7 +100,7 @@ def _app_item(ctx: Context, request: Request, caller: Caller, args: list[str]) -
         raise not_found(aid)
     if request.method == "GET":
         return Response(200, app.to_graph())
-    _may_manage(ctx, caller, app.owners)
+    may_manage(ctx, caller, app.owners)
     if request.method == "DELETE":
         del ctx.tenant.applications[app.id]
         sp = ctx.tenant.sp_for_app(app.app_id)
@@ -136,7 +136,7 @@ def _create_sp(ctx: Context, request: Request, caller: Caller, _: list[str]) -> 
             "Request_BadRequest",
             f"The appId '{body.get('appId')}' of the service principal does not reference a valid application object.",
         )
-    _may_manage(ctx, caller, app.owners)
+    may_manage(ctx, caller, app.owners)
     if tenant.sp_for_app(app.app_id) is not None:
         raise GraphError(409, "Request_MultipleObjectsWithSameKeyValue", "The service principal already exists.")
     sp = ServicePrincipal(
@@ -169,7 +169,7 @@ def _sp_item(ctx: Context, request: Request, caller: Caller, args: list[str]) ->
         return Response(200, sp.to_graph())
     if sp.id == catalog.GRAPH_SP_ID:
         raise GraphError(403, "Authorization_RequestDenied", "Microsoft Graph's service principal cannot be deleted.")
-    _may_manage(ctx, caller, sp.owners)
+    may_manage(ctx, caller, sp.owners)
     delete_sp(ctx, sp)
     return Response(204)
 
@@ -183,7 +183,7 @@ def _add_owner(ctx: Context, request: Request, caller: Caller, args: list[str]) 
         raise not_found(object_id)
     if not caller.has(catalog.READ_DIRECTORY_FOR_APPS - {"Application.Read.All", "Application.ReadWrite.All"}):
         raise denied()
-    _may_manage(ctx, caller, target.owners)
+    may_manage(ctx, caller, target.owners)
     owner = str((request.body or {}).get("@odata.id", "")).rstrip("/").rsplit("/", 1)[-1].lower()
     if owner not in tenant.service_principals and owner not in tenant.users_by_id:
         raise not_found(owner)
