@@ -21,24 +21,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from revoke_ops.errors import InputError
 from revoke_ops.facts import rfc3339
-from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession
+from revoke_ops.graph import ADVANCED_HEADERS, USER_FIELDS, GraphRequestError, GraphSession
+from revoke_ops.request import RevokeRequest
 
 __all__ = [
     "AUDIT_LOG_READ",
     "PAGE_SIZE",
     "PROPERTIES",
     "WINDOW_DAYS",
+    "ActivityOrder",
     "ActivityUnavailableError",
     "ReadPacer",
     "SeenIds",
     "Window",
     "activity_available",
+    "activity_order",
     "format_time",
     "inactive_for",
     "last_activity",
     "ordered_users",
     "parse_time",
+    "skip_estimate",
     "unavailable_reason",
     "window_of",
     "windows",
@@ -62,6 +67,15 @@ NO_LICENCE = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
 NO_PERMISSION = "Authentication_MSGraphPermissionMissing"
 # Graph reports "never" as the minimum date in some answers.
 _NEVER = datetime(1, 1, 2, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class ActivityOrder:
+    """Whole-tenant runs by sign-in activity (docs/activity-ordering.md): windows fixed at ``now``."""
+
+    now: datetime
+    reads_per_minute: float = READS_PER_MINUTE
+    skip_inactive_days: int | None = None
 
 
 class ActivityUnavailableError(Exception):
@@ -182,7 +196,8 @@ class SeenIds:
 
 
 class ReadPacer:
-    """Spaces reads of signInActivity to Graph's per-minute limit (the first read goes at once)."""
+    """A token bucket for reads of signInActivity at Graph's per-minute limit: a full bucket of
+    ``per_minute`` reads, refilled at ``per_minute`` a minute (a 429 is still honoured by the reader)."""
 
     def __init__(
         self,
@@ -191,17 +206,24 @@ class ReadPacer:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self.rate = per_minute / 60.0
+        self.capacity = max(1.0, per_minute)
         self._monotonic = monotonic
         self._sleep = sleep
-        self._next = float("-inf")
+        self._tokens = self.capacity
+        self._updated = monotonic()
 
     async def wait(self) -> None:
+        if self.rate <= 0:
+            return
         now = self._monotonic()
-        if now < self._next:
-            await self._sleep(self._next - now)
-            now = self._next
-        self._next = now + self.interval
+        self._tokens = min(self.capacity, self._tokens + (now - self._updated) * self.rate)
+        self._updated = now
+        if self._tokens < 1.0:
+            wait = (1.0 - self._tokens) / self.rate
+            await self._sleep(wait)
+            self._tokens, self._updated = 1.0, now + wait
+        self._tokens -= 1.0
 
 
 def activity_available(permissions: frozenset[str]) -> bool:
@@ -279,3 +301,60 @@ async def ordered_users(
             uid = str(user.get("id", ""))
             if uid and uid not in seen:
                 yield user, None
+
+
+# -- deciding, before a run, whether it goes by activity ------------------------------------------
+#: What an activity probe reads: one user, with signInActivity (counts against Graph's 10 a minute).
+ACTIVITY_PROBE = "/users?$select=id,signInActivity&$top=1"
+
+
+async def activity_order(
+    session: GraphSession, permissions: frozenset[str], request: RevokeRequest
+) -> tuple[ActivityOrder | None, str | None]:
+    """Whether a whole-tenant run can go by sign-in activity; else why not (said once, as a warning).
+
+    :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read.
+    """
+    if not request.all_users or (not request.order_by_activity and request.skip_inactive_days is None):
+        return None, None
+    reason: str | None = None
+    if request.filter:
+        reason = "with --filter (Graph cannot combine a filter on sign-in activity with other properties)"
+    elif not activity_available(permissions):
+        reason = (
+            "the token does not carry AuditLog.Read.All (add it to the stack's readPermissions; reading sign-in "
+            "activity also needs Microsoft Entra ID P1/P2)"
+        )
+    else:
+        probe = await session.read(ACTIVITY_PROBE)
+        if probe.status != 200:
+            reason = unavailable_reason(probe.status, probe.error_code, probe.error_message) or (
+                f"Graph answered {probe.status} {probe.error_code or ''} to a sign-in activity read"
+            )
+    if reason is None:
+        now = datetime.now(UTC).replace(microsecond=0)
+        return ActivityOrder(now, request.activity_reads_per_minute, request.skip_inactive_days), None
+    if request.skip_inactive_days is not None:
+        raise InputError(f"--skip-inactive-days needs the tenant's sign-in activity, which cannot be read: {reason}")
+    return None, (
+        f"activity ordering is off: {reason}. After privileged users, users are revoked in Graph's listing "
+        "order, not most recently active first (docs/activity-ordering.md)"
+    )
+
+
+async def skip_estimate(session: GraphSession, order: ActivityOrder, total: int | None) -> tuple[int, int] | None:
+    """How many users --skip-inactive-days skips, from Graph's counts: a range, as the two timestamps
+    are counted apart (a user active by both counts twice). None when Graph does not count."""
+    if total is None or order.skip_inactive_days is None:
+        return None
+    since = format_time(order.now - timedelta(days=order.skip_inactive_days))
+    active: list[int] = []
+    for prop in PROPERTIES:
+        text = quote(f"signInActivity/{prop} ge {since}", safe="")
+        response = await session.read(
+            f"/users?$count=true&$top=1&$select=id&$filter={text}", headers=dict(ADVANCED_HEADERS)
+        )
+        if response.status != 200 or not isinstance(response.body, dict) or "@odata.count" not in response.body:
+            return None
+        active.append(int(response.body["@odata.count"]))
+    return max(0, total - sum(active)), max(0, total - max(active))

@@ -1,7 +1,9 @@
-"""The ``revoke-ops`` command: thin commands over :mod:`revoke_ops.run`, verify and doctor.
+"""The ``revoke-ops`` command: thin handlers over :mod:`revoke_ops.run`, verify and doctor.
 
-Results go to stdout (``--output table|json``); logs, progress and questions to stderr. Exit codes
-are :class:`ExitCode`, mapped from exceptions in one place (:func:`main`).
+Results go to stdout through :mod:`revoke_ops.output` (``--output table|json|jsonl``); logs, progress
+and questions to stderr. Exit codes are :class:`ExitCode`, mapped from exceptions in one place
+(:func:`revoke_ops.errors.exit_code_for`, applied in :func:`main`). The options are defined in
+:mod:`revoke_ops.arguments`.
 """
 
 from __future__ import annotations
@@ -9,15 +11,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
-import json
 import logging
+import os
+import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from revoke_ops import __version__
-from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV, Bundle, load_bundle
+from revoke_ops.arguments import UsageError, parser, requested_output
+from revoke_ops.bundle import Bundle, load_bundle
 from revoke_ops.credentials import (
     Identity,
     certificate_identity,
@@ -26,11 +28,12 @@ from revoke_ops.credentials import (
     key_vault_identity,
     platform_identity,
 )
-from revoke_ops.engine import EngineOptions, Summary
-from revoke_ops.errors import AuthError, InputError, RevokeOpsError, ServiceError, exit_code_for
+from revoke_ops.engine import EngineOptions
+from revoke_ops.errors import InputError, RevokeOpsError, exit_code_for
 from revoke_ops.hardening import harden_process
-from revoke_ops.journal import default_journal_path
+from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
+from revoke_ops.output import Progress, Writer, writer
 from revoke_ops.redact import RedactingFilter, redact
 
 __all__ = ["ExitCode", "main"]
@@ -41,149 +44,19 @@ log = logging.getLogger("revoke_ops")
 class ExitCode(enum.IntEnum):
     """Process exit codes."""
 
-    OK = 0  # every target revoked, excluded or skipped as asked (a dry run exits 0)
-    NOT_ALL_REVOKED = 1  # some targets not revoked (not found, forbidden, failed)
+    OK = 0  # every target revoked, excluded or skipped as asked (a dry run: the real run would exit 0)
+    NOT_ALL_REVOKED = 1  # some targets not revoked (not found, forbidden, failed); verify: not all accounted for
     USAGE = 2  # usage or input error: nothing changed
     AUTH = 3  # authentication or permission failure for the whole run: nothing changed
     SERVICE = 4  # Microsoft Graph kept failing (5xx, throttling, unreadable answers) before anything changed
     INTERRUPTED = 130  # Ctrl-C; the journal is intact
+    BROKEN_PIPE = 141  # stdout closed early (`| head`) before the result was written, as after SIGPIPE
 
 
-# ---------------------------------------------------------------------------------------------
-def _credential_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("credentials")
-    group.add_argument(
-        "--credentials",
-        type=Path,
-        metavar="BUNDLE",
-        help="the bundle: JSON of `pulumi stack output --json --show-secrets` (chmod 600)",
-    )
-    group.add_argument(
-        "--certificate",
-        type=Path,
-        metavar="PEM",
-        help="private key + certificate PEM, when the bundle holds no key (chmod 600)",
-    )
-    group.add_argument(
-        "--credential",
-        choices=["certificate", "managed-identity", "workload-identity", "azure-pipelines", "github-actions"],
-        default="certificate",
-        help="how to sign in app-only (default: certificate)",
-    )
-    group.add_argument(
-        "--key-vault-certificate",
-        metavar="URL",
-        help="sign in with a non-exportable Key Vault certificate (https://VAULT.vault.azure.net/certificates/NAME"
-        "[/VERSION]): the vault signs each assertion, with your own azure-identity sign-in",
-    )
-    group.add_argument(
-        "--delegated",
-        nargs="?",
-        const="device-code",
-        choices=["device-code", "browser"],
-        help="an operator signs in (device code by default, or an interactive browser)",
-    )
-    group.add_argument(
-        "--cloud",
-        choices=["public", "usgovernment", "usgovernmentdod", "china"],
-        help="without a bundle: the national cloud (default public)",
-    )
-    group.add_argument("--client-id", help="without a bundle: the app's (or managed identity's) client id")
-    group.add_argument("--tenant-id", help="without a bundle: the tenant id")
-    _trust_options(group)
-    parser.add_argument("--output", choices=["table", "json"], default="table", help="result format on stdout")
-    parser.add_argument("--debug", action="store_true", help="debug logs and tracebacks (never tokens or keys)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="informational logs")
-
-
-def _trust_options(group: Any) -> None:
-    group.add_argument(
-        "--allow-custom-cloud",
-        action="store_true",
-        default=None,
-        help=f"accept a bundle of cloud 'custom' (a sandbox): tokens go to its hosts; or {ALLOW_CUSTOM_CLOUD_ENV}=1",
-    )
-    group.add_argument(
-        "--allow-core-dumps",
-        action="store_true",
-        help="for debugging only: leave core dumps on (they would hold the key and tokens)",
-    )
-
-
-def _engine_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("pacing")
-    group.add_argument("--write-rate", type=float, default=20.0, help="writes per second (Graph: 3,000 per 150 s)")
-    group.add_argument("--write-burst", type=float, default=3000, help="burst of writes before the rate applies")
-    group.add_argument("--concurrency", type=int, default=4, help="batches in flight")
-    group.add_argument("--timeout", type=float, default=30.0, help="seconds per request")
-    group.add_argument("--max-attempts", type=int, default=10, help="per user, for 5xx and connection errors")
-    group.add_argument(
-        "--max-retry-wait",
-        type=float,
-        default=120.0,
-        metavar="SECONDS",
-        help="the longest single pause, whatever Graph's Retry-After says; a longer one counts as a failed "
-        "attempt of that batch (default: 120)",
-    )
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="revoke-ops", description="Revoke Microsoft Entra users' sign-in sessions.")
-    parser.add_argument("--version", action="version", version=f"revoke-ops {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    revoke = commands.add_parser("revoke", help="revoke users' sign-in sessions")
-    targets = revoke.add_argument_group("targets")
-    targets.add_argument("--user", action="append", default=[], help="object id or UPN (repeatable)")
-    targets.add_argument(
-        "--from-file",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="one user per line, or CSV with a header; '-' reads stdin",
-    )
-    targets.add_argument("--group", metavar="GROUP_ID", help="every transitive member of a group")
-    targets.add_argument("--all-users", action="store_true", help="every user in the tenant")
-    targets.add_argument("--filter", help="with --all-users: a Graph $filter on users")
-    targets.add_argument("--exclude", action="append", default=[], help="never revoke this user (break-glass)")
-    targets.add_argument("--exclude-file", action="append", default=[], metavar="FILE", help="exclusions, one per line")
-    targets.add_argument("--include-external", action="store_true", help="also send external (guest, B2B) users")
-    safety = revoke.add_argument_group("safety")
-    safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")
-    safety.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    safety.add_argument("--reason", default="", help="recorded in the journal")
-    safety.add_argument("--journal", type=Path, help="journal path (default under ~/.local/state/revoke-ops)")
-    safety.add_argument("--resume", type=Path, metavar="JOURNAL", help="continue an interrupted run")
-    _credential_options(revoke)
-    _engine_options(revoke)
-
-    me = commands.add_parser("me", help="revoke the signed-in operator's own sessions (delegated)")
-    _credential_options(me)
-
-    verify = commands.add_parser("verify", help="confirm from Graph that a journal's revocations took effect")
-    verify.add_argument("--journal", type=Path, required=True)
-    _credential_options(verify)
-
-    doctor = commands.add_parser("doctor", help="check the credentials end to end")
-    doctor.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="keep re-checking while granted consent is not yet in the token",
-    )
-    _credential_options(doctor)
-
-    bundle = commands.add_parser("bundle", help="work with credentials bundles")
-    bundle_commands = bundle.add_subparsers(dest="bundle_command", required=True)
-    check = bundle_commands.add_parser("check", help="validate a bundle file against the bundle schema")
-    check.add_argument("file", type=Path, help="the JSON of `pulumi stack output --json --show-secrets`")
-    _trust_options(check)
-    return parser
-
-
+# -- handlers ------------------------------------------------------------------------------------
 def _logging(args: argparse.Namespace) -> None:
-    level = logging.DEBUG if args.debug else logging.INFO if args.verbose else logging.WARNING
+    debug, verbose = getattr(args, "debug", False), getattr(args, "verbose", False)
+    level = logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="revoke-ops: %(levelname)s: %(message)s")
     # Third-party libraries stay at WARNING even under --debug: their debug output can carry request
     # bodies (client assertions) and token responses.
@@ -245,62 +118,34 @@ def _identity(args: argparse.Namespace) -> Identity:
     )
 
 
-class Progress:
-    """A one-line progress bar on stderr (only on a terminal): rate, ETA, counts by outcome."""
-
-    def __init__(self, total: int | None, enabled: bool) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.started = time.monotonic()
-        self.shown = 0.0
-
-    def __call__(self, summary: Summary) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if now - self.shown < 0.2:
-            return
-        self.shown = now
-        done = sum(summary.counts.values())
-        rate = done / max(1e-6, now - self.started)
-        left = summary.eta(self.total - done) if self.total else None  # from the pacer's budget
-        eta = f" ETA {left:.0f}s" if left is not None else ""
-        counts = " ".join(f"{k}={v}" for k, v in summary.counts.items() if v)
-        of = f"/{self.total}" if self.total else ""
-        sys.stderr.write(f"\r{done}{of} users {rate:.1f}/s{eta} {counts}\x1b[K")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
 def _ask(question: str, stdin_used: bool) -> bool:
-    """Ask on the terminal (even when stdin carries targets); refuse when there is none."""
-    if not stdin_used and sys.stdin.isatty():
-        sys.stderr.write(question)
-        sys.stderr.flush()
-        return sys.stdin.readline().strip().lower() in ("y", "yes")
+    """Ask on the terminal (even when stdin carries targets); refuse when there is none.
+
+    Ctrl-C at the question stops at once (asyncio would otherwise wait for the line).
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        with open("/dev/tty", "r+", encoding="utf-8") as tty:
-            tty.write(question)
-            tty.flush()
-            return tty.readline().strip().lower() in ("y", "yes")
-    except OSError:
-        raise InputError("this run needs confirmation but there is no terminal to ask: add --yes") from None
+        if not stdin_used and sys.stdin.isatty():
+            sys.stderr.write(question)
+            sys.stderr.flush()
+            return sys.stdin.readline().strip().lower() in ("y", "yes")
+        try:  # read and write separately: a tty is not seekable, so "r+" fails
+            reader = open("/dev/tty", encoding="utf-8")  # noqa: SIM115  # closed below
+            answer = open("/dev/tty", "w", encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            raise InputError("this run needs confirmation but there is no terminal to ask: add --yes") from None
+        with reader, answer:
+            answer.write(question)
+            answer.flush()
+            return reader.readline().strip().lower() in ("y", "yes")
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
-def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines)
+def _request(args: argparse.Namespace) -> Any:
+    from revoke_ops.run import RevokeRequest
 
-
-async def _revoke(args: argparse.Namespace) -> int:
-    from revoke_ops.run import Confirmation, RevokeRequest, revoke
-
-    request = RevokeRequest(
+    return RevokeRequest(
         users=args.user,
         files=args.from_file,
         group=args.group,
@@ -309,8 +154,9 @@ async def _revoke(args: argparse.Namespace) -> int:
         exclude=args.exclude,
         exclude_files=args.exclude_file,
         include_external=args.include_external,
+        skip_inactive_days=args.skip_inactive_days,
         dry_run=args.dry_run,
-        reason=args.reason,
+        reason=args.reason or "",
         journal=args.journal,
         resume=args.resume,
         timeout=args.timeout,
@@ -323,88 +169,66 @@ async def _revoke(args: argparse.Namespace) -> int:
             dry_run=args.dry_run,
         ),
     )
+
+
+async def _revoke(args: argparse.Namespace, out: Writer) -> int:
+    from revoke_ops.run import Confirmation, revoke
+
+    request = _request(args)
     identity = _identity(args)
     if not args.dry_run and not args.resume and request.journal is None:
-        request.journal = default_journal_path(identity.tenant_id)  # named here so Ctrl-C can name it
+        request.journal = default_journal_path(identity.tenant_id)  # named here so that Ctrl-C can name it
     args.interrupt_note = _interrupt_note(request)
-    progress = Progress(None, sys.stderr.isatty() and not args.dry_run)
+    progress = Progress(None, bar=sys.stderr.isatty() and not args.dry_run, log_lines=args.verbose and not args.dry_run)
+    settled: list[dict[str, Any]] = []  # a dry run's users not revoked (a real run's are in its journal)
+
+    said: set[str] = set()  # each warning once, whether at the confirmation or at the end
 
     def confirm(confirmation: Confirmation) -> bool:
         for warning in confirmation.warnings:
+            said.add(warning)
             log.warning("%s", warning)
         progress.total = confirmation.targets
-        if args.yes:
-            return True
-        return _ask(confirmation.question(), "-" in args.from_file)
-
-    # A dry run streams what would be revoked to stdout as it is resolved (a million lines stay
-    # out of memory); JSON output is one object whose wouldRevoke array is written incrementally.
-    shown = 0
-
-    def would(row: dict[str, Any]) -> None:
-        nonlocal shown
-        if args.output == "json":
-            sys.stdout.write(('{\n  "wouldRevoke": [\n    ' if shown == 0 else ",\n    ") + json.dumps(row))
-        else:
-            if shown == 0:
-                sys.stdout.write(f"{'WOULD REVOKE (id)':<36}  userPrincipalName\n")
-            mark = "  privileged" if row["privileged"] else ""
-            sys.stdout.write(f"{row['id'] or '':<36}  {row['userPrincipalName'] or row['target']}{mark}\n")
-        shown += 1
+        return True if args.yes else _ask(confirmation.question(), "-" in args.from_file)
 
     try:
         result = await revoke(
-            identity, request, confirm=confirm, on_progress=progress, on_would_revoke=would if args.dry_run else None
+            identity,
+            request,
+            confirm=confirm,
+            on_progress=progress,
+            on_would_revoke=out.would_revoke if args.dry_run else None,
+            on_settled=settled.append if args.dry_run else None,
         )
     finally:
         progress.close()
         await identity.close()
     summary = result.summary
-    if args.output == "json":
-        body = {
-            "dryRun": args.dry_run,
-            "summary": summary.to_json(),
-            "journal": str(result.journal) if result.journal else None,
-            "warnings": result.warnings,
-            "notRevoked": summary.not_revoked,
-        }
-        if args.dry_run:
-            if shown == 0:
-                sys.stdout.write('{\n  "wouldRevoke": [')
-            rest = json.dumps(body, indent=2)[1:]  # the remaining keys of the same object
-            sys.stdout.write("\n  ],\n" + rest.lstrip("\n") + "\n")
-        else:
-            print(json.dumps(body, indent=2))
-    else:
-        if args.dry_run and shown == 0:
-            print("nothing would be revoked")
-        if summary.not_revoked:
-            rows = [
-                [
-                    r["outcome"],
-                    r.get("id") or "",
-                    r.get("upn") or r["target"],
-                    r.get("code") or "",
-                    (r.get("reason") or "")[:80],
-                ]
-                for r in summary.not_revoked
-            ]
-            print(_table(rows, ["OUTCOME", "ID", "USER", "CODE", "REASON"]))
-        counts = [[k, str(v)] for k, v in summary.counts.items()]
-        if args.dry_run:
-            counts.insert(0, ["would revoke", str(summary.would_revoke)])
-        print(_table(counts, ["OUTCOME", "USERS"]))
-        if result.journal:
-            print(f"journal: {result.journal}")
+    listed = not_revoked(result.journal) if result.journal else settled
+    args.exit_code = result.exit_code  # a dry run too: what the real run would exit with (not_found -> 1)
+    out.revoke_result(
+        dry_run=args.dry_run,
+        summary=summary,
+        journal=str(result.journal) if result.journal else None,
+        warnings=result.warnings,
+        not_revoked=listed,
+    )
     for warning in result.warnings:
-        log.warning("%s", warning)
+        if warning not in said:
+            log.warning("%s", warning)
+    if not summary.counts[Outcome.REVOKED] and summary.counts[Outcome.SKIPPED_EXTERNAL] and not args.dry_run:
+        log.warning(
+            "nothing was revoked: %d external user(s) skipped (their sessions live in their home tenant; "
+            "--include-external sends them anyway)",
+            summary.counts[Outcome.SKIPPED_EXTERNAL],
+        )
     if not args.dry_run and summary.counts[Outcome.REVOKED]:
         log.warning(
             "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "
             "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
             "disable accounts and reset credentials where compromise is suspected."
         )
-    return result.exit_code  # a dry run too: what the real run would exit with (not_found -> 1)
+    return result.exit_code
 
 
 def _interrupt_note(request: Any) -> Any:
@@ -421,7 +245,7 @@ def _interrupt_note(request: Any) -> Any:
     return note
 
 
-async def _me(args: argparse.Namespace) -> int:
+async def _me(args: argparse.Namespace, out: Writer) -> int:
     from revoke_ops.me import revoke_me
 
     if not args.delegated:
@@ -431,17 +255,15 @@ async def _me(args: argparse.Namespace) -> int:
         result = await revoke_me(identity)
     finally:
         await identity.close()
-    if args.output == "json":
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        print(
-            f"your sign-in sessions were revoked ({result.user or 'you'}, {result.revoked_at}, request-id "
-            f"{result.request_id or '-'}); `me` writes no journal: note this in your incident record"
-        )
+    out.message(
+        f"your sign-in sessions were revoked ({result.user or 'you'}, {result.revoked_at}, request-id "
+        f"{result.request_id or '-'}); `me` writes no journal: note this in your incident record",
+        **result.to_json(),
+    )
     return ExitCode.OK
 
 
-async def _verify(args: argparse.Namespace) -> int:
+async def _verify(args: argparse.Namespace, out: Writer) -> int:
     from revoke_ops.verify import verify
 
     identity = _identity(args)
@@ -449,28 +271,12 @@ async def _verify(args: argparse.Namespace) -> int:
         result = await verify(identity, args.journal)
     finally:
         await identity.close()
-    if args.output == "json":
-        print(json.dumps(result.to_json(), indent=2))
-    else:
-        rows = [
-            [e["verdict"], e["id"], e.get("upn") or e.get("target") or "", e["journal"], e.get("reason", "")]
-            for e in [*result.not_verified, *result.not_found]
-        ]
-        if rows:
-            print(_table(rows, ["VERDICT", "ID", "USER", "JOURNAL", "REASON"]))
-        print(
-            f"verified: {len(result.verified)}; settled (journal said failed, but it happened): {len(result.settled)}; "
-            f"not verified: {len(result.not_verified)}"
-        )
-        print(_table([[k, str(v)] for k, v in result.verdicts().items()], ["VERDICT", "USERS"]))
-        note = result.incomplete_note()
-        if note:
-            print(note)
-        print("every target is accounted for" if result.accounted_for else "NOT every target is accounted for")
+    args.exit_code = result.exit_code
+    out.verify_result(result)
     return result.exit_code
 
 
-async def _doctor(args: argparse.Namespace) -> int:
+async def _doctor(args: argparse.Namespace, out: Writer) -> int:
     from revoke_ops.doctor import doctor
 
     identity = _identity(args)
@@ -478,14 +284,12 @@ async def _doctor(args: argparse.Namespace) -> int:
         report = await doctor(identity, wait=args.wait)
     finally:
         await identity.close()
-    if args.output == "json":
-        print(json.dumps(report.to_json(), indent=2))
-    else:
-        print(_table([[c.status.upper(), c.name, c.detail] for c in report.checks], ["STATUS", "CHECK", "DETAIL"]))
+    args.exit_code = report.exit_code
+    out.doctor_report(report)
     return report.exit_code
 
 
-def _bundle_check(args: argparse.Namespace) -> int:
+async def _bundle_check(args: argparse.Namespace, out: Writer) -> int:
     from revoke_ops.credentials import bundle_certificate_problems
 
     bundle = load_bundle(args.file, allow_custom_cloud=args.allow_custom_cloud)
@@ -495,46 +299,64 @@ def _bundle_check(args: argparse.Namespace) -> int:
     if problems:
         raise InputError("\n".join(f"{args.file}: {p}" for p in problems))
     key = "private key included" if bundle.private_key_pem else "no private key (supply --certificate)"
-    print(
+    out.message(
         f"{args.file}: valid bundle for tenant {bundle.tenant_id}, client {bundle.client_id}, "
         f"cloud {bundle.cloud}, mode {bundle.permission_mode}, {len(bundle.certificates)} certificate(s), {key}"
-        + ("; key matches certificate, certificate valid and registered" if bundle.private_key_pem else "")
+        + ("; key matches certificate, certificate valid and registered" if bundle.private_key_pem else ""),
+        valid=True,
     )
     return ExitCode.OK
 
 
+HANDLERS = {"revoke": _revoke, "me": _me, "verify": _verify, "doctor": _doctor, "bundle": _bundle_check}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
-    args = _parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser().parse_args(argv)
+    except UsageError as err:
+        err.parser.print_usage(sys.stderr)
+        print(f"{err.parser.prog}: error: {err}", file=sys.stderr)
+        writer(requested_output(argv)).error(f"usage: {err}", ExitCode.USAGE, "UsageError")
+        return ExitCode.USAGE
     if not getattr(args, "allow_core_dumps", False):
         harden_process()
-    if hasattr(args, "debug"):
-        _logging(args)
     debug = getattr(args, "debug", False)
+    _logging(args)
+    out = writer(getattr(args, "output", "table"))
     try:
-        if args.command == "bundle":
-            return _bundle_check(args)
-        handler = {"revoke": _revoke, "me": _me, "verify": _verify, "doctor": _doctor}[args.command]
-        return int(asyncio.run(handler(args)))
+        code = int(asyncio.run(HANDLERS[args.command](args, out)))
+        sys.stdout.flush()  # here, so that a reader gone early is handled below, not at exit
+        return code
+    except BrokenPipeError:
+        # `| head`: the reader has gone. Say nothing; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return getattr(args, "exit_code", ExitCode.BROKEN_PIPE)
     except KeyboardInterrupt:
         note = getattr(args, "interrupt_note", None)
-        print(f"revoke-ops: interrupted; {note() if note else 'nothing was changed'}", file=sys.stderr)
+        message = f"interrupted; {note() if note else 'nothing was changed'}"
+        print(f"revoke-ops: {message}", file=sys.stderr)
+        _error_out(out, message, ExitCode.INTERRUPTED, "Interrupted")
         return ExitCode.INTERRUPTED
-    except InputError as err:
+    except RevokeOpsError as err:  # every error raised on purpose: mapped in revoke_ops.errors
+        code = ExitCode(exit_code_for(err))
         _report(err, debug)
-        return ExitCode.USAGE
-    except AuthError as err:
-        _report(err, debug)
-        return ExitCode.AUTH
-    except ServiceError as err:
-        _report(err, debug)
-        return ExitCode.SERVICE
-    except RevokeOpsError as err:  # the rest of the root: mapped in revoke_ops.errors
-        _report(err, debug)
-        return ExitCode(exit_code_for(err))
+        _error_out(out, redact(str(err)), code, getattr(err, "code", None) or type(err).__name__)
+        return code
     except Exception as err:  # noqa: BLE001  # last resort: one line, traceback only with --debug
         _report(err, debug, prefix=f"unexpected {type(err).__name__}: ")
+        _error_out(out, f"unexpected {type(err).__name__}: {redact(str(err))}", ExitCode.NOT_ALL_REVOKED, None)
         return ExitCode.NOT_ALL_REVOKED
+
+
+def _error_out(out: Writer, message: str, code: int, error_code: str | None) -> None:
+    try:
+        out.error(message, code, error_code)
+        out.out.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _report(err: BaseException, debug: bool, prefix: str = "") -> None:

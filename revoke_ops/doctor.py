@@ -19,6 +19,7 @@ from urllib.parse import quote
 
 from azure.core.credentials import AccessToken
 
+from revoke_ops.activity import ACTIVITY_PROBE, activity_available, unavailable_reason
 from revoke_ops.credentials import Identity, certificate_days_left, token_claims
 from revoke_ops.errors import EXIT_AUTH, AuthError, ServiceError, TransientAuthError
 from revoke_ops.graph import GraphSession, TransportError, UnreadableResponseError
@@ -192,11 +193,33 @@ async def doctor(
             if identity.delegated and isinstance(response.body, dict):
                 who = f"; signed in as {response.body.get('userPrincipalName')}"
             report.add("graph", Status.OK, f"Microsoft Graph at {identity.graph_endpoint} answered{who}")
+            await _activity_check(session, caps, report)
             if identity.delegated and response.status == 200 and isinstance(response.body, dict):
                 await _operator_checks(session, identity, caps, str(response.body.get("id", "")), report)
     except (TransportError, UnreadableResponseError, ServiceError) as err:
         report.add("graph", Status.FAIL, f"Microsoft Graph at {identity.graph_endpoint} is not reachable: {err}")
     return report
+
+
+async def _activity_check(session: GraphSession, caps: Capabilities, report: DoctorReport) -> None:
+    """Whether whole-tenant runs can revoke recently active users first (docs/activity-ordering.md)."""
+    if not activity_available(caps.permissions):
+        report.add(
+            "activity",
+            Status.WARN,
+            "whole-tenant runs go in listing order: revoking recently active users first needs AuditLog.Read.All "
+            "(read access to sign-in logs; add it to readPermissions) and Microsoft Entra ID P1/P2",
+        )
+        return
+    probe = await session.send("GET", ACTIVITY_PROBE)
+    if probe.status == 200:
+        report.add(
+            "activity", Status.OK, "sign-in activity readable: whole-tenant runs revoke recently active users first"
+        )
+        return
+    why = unavailable_reason(probe.status, probe.error_code, probe.error_message)
+    why = why or f"Graph answered {probe.status} {probe.error_code} to a sign-in activity read"
+    report.add("activity", Status.WARN, f"whole-tenant runs go in listing order: {why}")
 
 
 async def _operator_checks(

@@ -35,7 +35,7 @@ from revoke_ops.outcomes import Outcome
 from revoke_ops.redact import redact
 from revoke_ops.targets import key_hash
 
-__all__ = ["FINAL_DONE", "FORMAT", "Journal", "JournalState", "default_journal_path", "read_journal"]
+__all__ = ["FINAL_DONE", "FORMAT", "Journal", "JournalState", "default_journal_path", "not_revoked", "read_journal"]
 
 #: Outcomes that a resumed run does not touch again.
 FINAL_DONE = frozenset({Outcome.REVOKED, Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL, Outcome.NOT_FOUND})
@@ -224,7 +224,7 @@ class JournalState:
     """What a journal says: its headers, per user the last outcome, and whether the last run completed."""
 
     header: dict[str, Any]
-    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id -> last outcome record
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id (else UPN) -> last outcome
     #: True/False from the last run's ``end`` line; None when the last run wrote none (killed)
     completed: bool | None = None
     added_exclusions: list[str] = field(default_factory=list)  # by later resumes (values or file paths)
@@ -238,7 +238,8 @@ class JournalState:
         done = set()
         for record in self.outcomes.values():
             if record["outcome"] in FINAL_DONE:
-                done.add(key_hash(record["id"]))
+                if record.get("id"):
+                    done.add(key_hash(record["id"]))
                 if record.get("upn"):
                     done.add(key_hash(record["upn"].lower()))
                 if record.get("target"):
@@ -316,8 +317,11 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         state.completed = None  # a resumed run: its own end line decides
         # A resume that added exclusions recorded them in its own header: they apply from then on.
         state.added_exclusions.extend(e for e in record.get("addedExclusions") or [] if e not in state.added_exclusions)
-    elif kind == "outcome" and "id" in record:
-        state.outcomes[record["id"]] = record
+    elif kind == "outcome":
+        # keyed by object id; a target sent as given (no User.Read.All) by its UPN or text
+        key = record.get("id") or record.get("upn") or record.get("target")
+        if key:
+            state.outcomes[str(key)] = record
     elif kind == "end":
         state.completed = bool(record.get("completed", True))
 
@@ -334,3 +338,12 @@ def read_journal(path: Path, *, writer_may_be_running: bool = False) -> JournalS
         _lock(fd, path, exclusive=False)
     with os.fdopen(fd, "rb") as reader:
         return _scan(reader, path)
+
+
+def not_revoked(path: Path) -> list[dict[str, Any]]:
+    """Every user whose last outcome in the journal is not ``revoked``, in journal order (for listings).
+
+    :raises InputError: as :func:`read_journal`.
+    """
+    state = read_journal(path, writer_may_be_running=True)
+    return [r for r in state.outcomes.values() if r.get("outcome") != Outcome.REVOKED]

@@ -14,6 +14,7 @@ class Outcome(StrEnum):
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
     SKIPPED_EXTERNAL = "skipped_external"
+    SKIPPED_INACTIVE = "skipped_inactive"  # --skip-inactive-days: no sign-in activity for N days
     EXCLUDED = "excluded"
     FAILED = "failed"
 

@@ -22,7 +22,7 @@ __all__ = ["MAX_BATCH", "NOT_SHOWN", "EngineOptions", "Item", "Record", "Send", 
 MAX_BATCH = 20  # Graph's limit of requests in one $batch
 
 #: Outcomes that are what was asked: not listed among the users not revoked.
-NOT_SHOWN = frozenset({Outcome.REVOKED, Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL})
+NOT_SHOWN = frozenset({Outcome.REVOKED, Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL, Outcome.SKIPPED_INACTIVE})
 
 
 @dataclass(slots=True)
@@ -187,5 +187,6 @@ class Summary:
             "requests": self.requests,
             "throttled": self.throttled,
             "seconds": round(self.finished - self.started, 3),
+            **({"tokenPauses": self.pauses} if self.pauses else {}),
             **({"stopped": self.stopped} if self.stopped else {}),
         }

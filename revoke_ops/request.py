@@ -38,8 +38,20 @@ class RevokeRequest:
     resume: Path | None = None
     engine: EngineOptions = field(default_factory=EngineOptions)
     timeout: float = 30.0
+    #: --skip-inactive-days: users without sign-in activity for more than N days are not revoked
+    skip_inactive_days: int | None = None
+    #: Graph's limit for reads of signInActivity (a time-scaled sandbox needs a higher one)
+    activity_reads_per_minute: float = 10.0
+    #: Python API only: False keeps Graph's listing order even when activity is readable (comparisons)
+    order_by_activity: bool = True
 
     def spec(self) -> dict[str, Any]:
+        spec = self._spec()
+        if self.skip_inactive_days is not None:  # only when given: older journals keep their digest
+            spec["skipInactiveDays"] = self.skip_inactive_days
+        return spec
+
+    def _spec(self) -> dict[str, Any]:
         return {
             "users": self.users,
             "files": [str(Path(f).resolve()) if f != "-" else "-" for f in self.files],
@@ -62,6 +74,7 @@ class RevokeRequest:
             exclude=list(spec.get("exclude", [])),
             exclude_files=list(spec.get("excludeFiles", [])),
             include_external=bool(spec.get("includeExternal")),
+            skip_inactive_days=spec.get("skipInactiveDays"),
             **overrides,
         )
 
@@ -124,6 +137,7 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
         engine=request.engine,
         timeout=request.timeout,
         dry_run=request.dry_run,
+        activity_reads_per_minute=request.activity_reads_per_minute,
     )
     given = request.spec()
     differs = []
@@ -134,8 +148,9 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
         ("allUsers", "--all-users"),
         ("filter", "--filter"),
         ("includeExternal", "--include-external"),
+        ("skipInactiveDays", "--skip-inactive-days"),
     ):
-        value = given[key]
+        value = given.get(key)
         if value and value != spec.get(key):
             differs.append(f"{option} (journal: {spec.get(key)!r}, given: {value!r})")
     if differs:
@@ -168,7 +183,8 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
 def check_sources(request: RevokeRequest) -> None:
     """Targets come one way per run.
 
-    :raises InputError: none, several, or ``--filter`` without ``--all-users``.
+    :raises InputError: none, several, ``--filter`` without ``--all-users``, or ``--skip-inactive-days``
+        where it cannot apply.
     """
     sources = sum([bool(request.users or request.files), bool(request.group), request.all_users])
     if sources == 0:
@@ -181,3 +197,12 @@ def check_sources(request: RevokeRequest) -> None:
         )
     if request.filter and not request.all_users:
         raise InputError("--filter goes with --all-users")
+    days = request.skip_inactive_days
+    if days is not None:
+        if not request.all_users or request.filter:
+            raise InputError(
+                "--skip-inactive-days goes with --all-users without --filter (it needs the tenant's sign-in "
+                "activity, which Graph serves only for unfiltered listings)"
+            )
+        if days < 1:
+            raise InputError(f"--skip-inactive-days must be a whole number of days, 1 or more (got {days})")

@@ -15,6 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from revoke_ops.activity import (
+    ActivityOrder,
+    ActivityUnavailableError,
+    ReadPacer,
+    format_time,
+    inactive_for,
+    last_activity,
+    ordered_users,
+)
 from revoke_ops.directory import (
     LOOKUP_CHUNK,
     USER_TYPE,
@@ -36,6 +45,7 @@ from revoke_ops.outcomes import Outcome
 from revoke_ops.targets import Target, TargetFile, key_hash, parse_target
 
 __all__ = [
+    "ActivityOrder",
     "Capabilities",
     "Exclusions",
     "Plan",
@@ -64,6 +74,7 @@ class Plan:
     privileged: Privileged = field(default_factory=Privileged)
     operator_id: str | None = None
     done: frozenset[int] = frozenset()  # key hashes already settled by an earlier run (resume)
+    activity: ActivityOrder | None = None  # None: listing order
 
 
 def _local_targets(plan: Plan) -> Iterator[Target]:
@@ -282,14 +293,12 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
         async for item in _privileged_in_scope(plan, session, caps):
             yield item
     try:
-        async for page in session.pages(url, headers=headers):
-            for user in page:
-                if plan.group and user.get("@odata.type", USER_TYPE) != USER_TYPE:
-                    continue  # a nested group (its members are listed too) or another directory object
-                uid = str(user.get("id", "")).lower()
-                if _done(plan, uid, user.get("userPrincipalName")):
-                    continue
-                yield _decide(plan, user, uid)
+        if plan.activity is not None and plan.all_users and not plan.filter:
+            async for item in _by_activity(plan, plan.activity, session, url):
+                yield item
+        else:
+            async for item in _listed(plan, session, url, headers):
+                yield item
     except GraphRequestError as err:
         if err.response.status == 404 and plan.group:
             raise InputError(
@@ -298,3 +307,55 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
         if err.response.status == 400 and plan.filter:
             raise InputError(f"--filter {plan.filter!r}: Graph refused it: {err.response.error_message}") from err
         raise lookup_failed("listing the targets", err) from err
+
+
+async def _listed(plan: Plan, session: GraphSession, url: str, headers: dict[str, str] | None) -> AsyncIterator[Item]:
+    """The group's or tenant's users in Graph's listing order."""
+    async for page in session.pages(url, headers=headers):
+        for user in page:
+            if plan.group and user.get("@odata.type", USER_TYPE) != USER_TYPE:
+                continue  # a nested group (its members are listed too) or another directory object
+            uid = str(user.get("id", "")).lower()
+            if _done(plan, uid, user.get("userPrincipalName")):
+                continue
+            yield _decide(plan, user, uid)
+
+
+async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, url: str) -> AsyncIterator[Item]:
+    """The tenant's users by sign-in activity window, then everyone else (revoke_ops.activity).
+
+    With ``--skip-inactive-days N``, users (privileged ones never) whose last activity is older than N
+    days, or who never signed in, end as ``skipped_inactive``. If Graph stops serving sign-in activity
+    mid-run, the rest goes in listing order (or, when skipping, the run stops: it cannot skip blind).
+    """
+    days = order.skip_inactive_days
+    source = ordered_users(
+        session, order.now, pacer=ReadPacer(order.reads_per_minute), final_with_activity=days is not None
+    )
+    try:
+        async for user, _window in source:
+            uid = str(user.get("id", "")).lower()
+            if _done(plan, uid, user.get("userPrincipalName")):
+                continue
+            item = _decide(plan, user, uid)
+            if days is not None and isinstance(item, Send) and not item.privileged and not item.last:
+                last = last_activity(user)
+                if inactive_for(last, order.now, days):
+                    seen = f"last sign-in activity {format_time(last)}" if last else "no sign-in activity recorded"
+                    item = Settled(
+                        item.id,
+                        item.upn,
+                        item.target,
+                        Outcome.SKIPPED_INACTIVE,
+                        f"{seen}: inactive for more than {days} days (--skip-inactive-days {days})",
+                    )
+            yield item
+    except ActivityUnavailableError as err:
+        if days is not None:
+            raise InputError(
+                f"--skip-inactive-days: Graph stopped serving sign-in activity mid-run ({err.reason}); "
+                "nothing more is revoked or skipped. Fix the cause and resume, or start a new run without the option"
+            ) from err
+        log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)
+        async for item in _listed(plan, session, url, None):
+            yield item

@@ -14,14 +14,15 @@ import dataclasses
 import getpass
 import logging
 import socket
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from revoke_ops import __version__
+from revoke_ops.activity import activity_order, format_time, skip_estimate
 from revoke_ops.credentials import Identity, token_claims
-from revoke_ops.engine import Engine, Send, Summary
+from revoke_ops.engine import Engine, Item, Send, Settled, Summary
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, read_journal
@@ -85,6 +86,27 @@ class Confirmation:
     resumed: bool
     added_exclusions: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    #: the order after privileged users: "activity" (recent sign-in activity first) or "listing"
+    ordering: str = "listing"
+    #: with --skip-inactive-days: the days, and Graph's estimate of how many users that skips (low, high)
+    skip_inactive_days: int | None = None
+    skip_estimate: tuple[int, int] | None = None
+
+    def skipping(self) -> str:
+        """What --skip-inactive-days will skip, with what is only estimated."""
+        if self.skip_inactive_days is None:
+            return ""
+        days = self.skip_inactive_days
+        if self.skip_estimate is None:
+            count = "an unknown number of"
+        elif self.skip_estimate[0] == self.skip_estimate[1]:
+            count = f"about {self.skip_estimate[0]}"
+        else:
+            count = f"between {self.skip_estimate[0]} and {self.skip_estimate[1]}"
+        return (
+            f"; NOT revoking {count} user(s) without sign-in activity for more than {days} days "
+            "(--skip-inactive-days; Graph's counts, eventually consistent)"
+        )
 
     def question(self) -> str:
         """The confirmation question, saying what is an estimate."""
@@ -100,9 +122,10 @@ class Confirmation:
         else:
             first = f"privileged first: those of the tenant's {self.privileged_in_tenant} role holders among them"
         resumed = "Resume revoking" if self.resumed else "Revoke"
+        then = ", then the most recently active" if self.ordering == "activity" else ""
         return (
             f"{resumed} the sign-in sessions of {what} in tenant {self.tenant_id}{timing} "
-            f"({self.excluded} excluded, {first})? [y/N] "
+            f"({self.excluded} excluded, {first}{then}{self.skipping()})? [y/N] "
         )
 
 
@@ -187,6 +210,17 @@ async def prepare(
         targets = await _remote_count(session, request)
         basis = "estimate" if targets is not None else "unknown"
         privileged_first = None
+    activity, activity_note = await activity_order(session, caps.permissions, request)
+    if activity_note:
+        warnings.append(activity_note)
+    estimate = None
+    if activity is not None and activity.skip_inactive_days is not None:
+        if activity.skip_inactive_days < 90:
+            warnings.append(
+                f"--skip-inactive-days {activity.skip_inactive_days}: users inactive for fewer than 90 days may "
+                "still hold refresh tokens (they expire after 90 days without use)"
+            )
+        estimate = await skip_estimate(session, activity, targets)
     budget = request.engine
     eta = None if targets is None else max(0.0, targets - budget.write_burst) / budget.write_rate
     plan = Plan(
@@ -200,6 +234,7 @@ async def prepare(
         privileged=privileged,
         operator_id=operator_id,
         done=frozenset(resume_state.done_hashes()) if resume_state else frozenset(),
+        activity=activity,
     )
     confirmation = Confirmation(
         tenant_id=identity.tenant_id,
@@ -214,6 +249,9 @@ async def prepare(
         resumed=resume_state is not None,
         added_exclusions=tuple(added_exclusions or ()),
         warnings=tuple(warnings),
+        ordering="activity" if activity is not None else "listing",
+        skip_inactive_days=request.skip_inactive_days,
+        skip_estimate=estimate,
     )
     return Prepared(
         request,
@@ -235,6 +273,7 @@ async def execute(
     on_progress: Callable[[Summary], None] | None = None,
     engine_factory: Callable[..., Engine] | None = None,
     on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Phase 4: privileged users first, then the rest through the engine; the journal records all."""
     request, identity = prepared.request, prepared.identity
@@ -254,6 +293,7 @@ async def execute(
             resumed=prepared.resumed,
             addedExclusions=prepared.added_exclusions,
             estimate=prepared.confirmation.targets,
+            ordering=_ordering_record(prepared),
         )
     would: list[dict[str, Any]] = []
 
@@ -269,7 +309,8 @@ async def execute(
     engine = factory(prepared.session, journal, options, on_outcome=on_progress, on_would_revoke=collect)
     stopped: str | None = None
     try:
-        summary = await engine.run(stream(prepared.plan, prepared.session, prepared.caps))
+        items = stream(prepared.plan, prepared.session, prepared.caps)
+        summary = await engine.run(_tap(items, on_settled) if on_settled else items)
     except (KeyboardInterrupt, asyncio.CancelledError):
         stopped = "interrupted"
         raise
@@ -291,6 +332,17 @@ async def execute(
     return RunResult(
         summary, journal.path if journal else None, prepared.confirmation.operator, would, warnings, incomplete
     )
+
+
+async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]], None]) -> AsyncIterator[Item]:
+    """Pass every item on; show each one settled without sending to ``on_settled`` first."""
+    async for item in items:
+        if isinstance(item, Settled):
+            on_settled(
+                {"id": item.id, "upn": item.upn, "target": item.target, "outcome": str(item.outcome),
+                 "code": item.code, "reason": item.reason}
+            )  # fmt: skip
+        yield item
 
 
 #: A group or whole-tenant listing that ends below this share of Graph's $count is reported as
@@ -328,6 +380,7 @@ async def revoke(
     on_progress: Callable[[Summary], None] | None = None,
     engine_factory: Callable[..., Engine] | None = None,
     on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
 ) -> RunResult:
     """Run one revocation (or a dry run) and return its result: :func:`prepare`, confirm, :func:`execute`.
 
@@ -335,6 +388,8 @@ async def revoke(
         anything changes. None means "do not ask" (like ``--yes``). Asked only for bulk runs.
     :param on_would_revoke: in a dry run, receives each user that would be revoked as it is
         resolved (else they are collected in ``RunResult.would_revoke``).
+    :param on_settled: receives each user settled without sending (excluded, skipped external,
+        not found), as it is resolved.
     :raises InputError: invalid local input or an unresolvable exclusion (nothing changed).
     :raises AuthError: no token, or the token lacks what the run needs (nothing changed).
     :raises ServiceError: Graph kept failing before anything was sent (nothing changed).
@@ -369,7 +424,11 @@ async def revoke(
             if confirm is not None and prepared.needs_confirmation and not confirm(prepared.confirmation):
                 raise InputError("stopped at the confirmation: nothing was changed")
             return await execute(
-                prepared, on_progress=on_progress, engine_factory=engine_factory, on_would_revoke=on_would_revoke
+                prepared,
+                on_progress=on_progress,
+                engine_factory=engine_factory,
+                on_would_revoke=on_would_revoke,
+                on_settled=on_settled,
             )
     finally:
         for handle in files:
@@ -470,3 +529,11 @@ async def _remote_count(session: GraphSession, request: RevokeRequest) -> int | 
             f"--filter {request.filter!r}: Microsoft Graph refused it ({response.error_code}): {response.error_message}"
         )
     return None
+
+
+def _ordering_record(prepared: Prepared) -> dict[str, Any]:
+    """How the run orders users after privileged ones, for the journal."""
+    order = prepared.plan.activity
+    if order is None:
+        return {"by": "listing"}
+    return {"by": "activity", "now": format_time(order.now), "skipInactiveDays": order.skip_inactive_days}

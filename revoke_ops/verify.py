@@ -137,7 +137,7 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
     todo = []
     for record in state.outcomes.values():
         outcome = record["outcome"]
-        entry = {"id": record["id"], "upn": record.get("upn"), "target": record.get("target"), "journal": outcome}
+        entry = {"id": record.get("id"), "upn": record.get("upn"), "target": record.get("target"), "journal": outcome}
         if outcome in (Outcome.EXCLUDED, Outcome.SKIPPED_EXTERNAL):
             result.as_asked += 1
         elif outcome == Outcome.NOT_FOUND:

@@ -126,13 +126,25 @@ def _mentions(value: str | None) -> bool:
     return bool(value) and "signinactivity" in str(value).lower()
 
 
+#: Directory roles (of those the sandbox emulates) that let a signed-in user read sign-in activity;
+#: Graph also accepts Global Reader, Security Reader and Reports Reader.
+READER_ROLES = frozenset({"Global Administrator", "Security Administrator"})
+
+
 def users_query(
-    tenant: Tenant, app_id: str, permissions: frozenset[str], query: dict[str, str], now: float, scale: float = 1.0
+    tenant: Tenant,
+    app_id: str,
+    permissions: frozenset[str],
+    query: dict[str, str],
+    now: float,
+    scale: float = 1.0,
+    user: User | None = None,
 ) -> ActivityQuery:
     """Graph's rules for a users request that selects, filters or orders on signInActivity.
 
     ``now`` is the sandbox clock (modelled seconds) for the per-minute read limit; ``scale`` turns
-    modelled seconds into the real ones of Retry-After.
+    modelled seconds into the real ones of Retry-After; ``user`` is the signed-in user of a delegated
+    call, who also needs a directory role that may read reports.
 
     :raises RefusalError: the permission or licence is missing, the query is unsupported, or the
         10-reads-a-minute limit is spent (429 with Retry-After).
@@ -145,6 +157,8 @@ def users_query(
             "Authentication_MSGraphPermissionMissing",
             "Calling principal does not have required MSGraph permissions AuditLog.Read.All",
         )
+    if user is not None and not READER_ROLES & set(user.roles):
+        raise RefusalError(403, "Authentication_RequestFromUnsupportedUserRole", "User is not in the allowed roles")
     if not tenant.premium:
         raise RefusalError(
             403,

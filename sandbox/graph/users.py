@@ -92,7 +92,7 @@ def _activity(ctx: Context, request: Request, caller: Caller) -> activity.Activi
     clock = ctx.identity.clock
     try:
         return activity.users_query(
-            ctx.tenant, caller.app_id, caller.permissions, request.query, clock.now(), clock.scale
+            ctx.tenant, caller.app_id, caller.permissions, request.query, clock.now(), clock.scale, caller.user
         )
     except activity.RefusalError as err:
         raise GraphError(err.status, err.code, err.message, err.headers) from None

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,7 +91,7 @@ def test_seen_ids_are_exact_and_case_insensitive() -> None:
     assert seen.add("not-a-guid") and "NOT-A-GUID" in seen and len(seen) == 2
 
 
-def test_read_pacer_spaces_reads_to_ten_a_minute() -> None:
+def test_read_pacer_allows_a_burst_of_ten_then_one_every_six_seconds() -> None:
     clock = [0.0]
     slept: list[float] = []
 
@@ -100,12 +101,16 @@ def test_read_pacer_spaces_reads_to_ten_a_minute() -> None:
 
     pacer = ReadPacer(10, monotonic=lambda: clock[0], sleep=sleep)
 
-    async def three() -> None:
-        for _ in range(3):
+    async def reads(n: int) -> None:
+        for _ in range(n):
             await pacer.wait()
 
-    asyncio.run(three())
-    assert slept == [6.0, 6.0]  # the first read at once, then one every 6 s
+    asyncio.run(reads(12))
+    assert slept == pytest.approx([6.0, 6.0])  # ten at once, then one every 6 s
+    clock[0] += 60.0  # a quiet minute refills the bucket
+    slept.clear()
+    asyncio.run(reads(10))
+    assert slept == []
 
 
 def test_refusals_are_explained_in_the_operators_terms() -> None:

@@ -41,7 +41,8 @@ def run_api(ops: Ops, request: RevokeRequest, clock: FakeClock | None = None) ->
         finally:
             await identity.close()
 
-    return asyncio.run(go())
+    # Bounded: a hang (a worker waiting on a queue nobody fills) fails the test instead of the suite.
+    return asyncio.run(asyncio.wait_for(go(), timeout=180))
 
 
 @pytest.fixture

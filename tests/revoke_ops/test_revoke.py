@@ -48,6 +48,7 @@ def test_group_revocation_never_touches_break_glass_or_external_users(ops: Ops, 
         "not_found": 0,
         "forbidden": 0,
         "skipped_external": len(external),
+        "skipped_inactive": 0,
         "excluded": 1,
         "failed": 0,
     }

@@ -149,7 +149,9 @@ def test_resume_refuses_other_targets_and_keeps_added_exclusions(ops: Ops, tmp_p
     # an exclusion given with --resume applies (dry run lists it as excluded) ...
     dry = ops.cli("revoke", "--resume", str(journal), "--exclude", people[0].user_principal_name, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert people[0].id not in dry.stdout and people[1].id in dry.stdout
+    would = dry.stdout.split("OUTCOME")[0]  # the WOULD REVOKE rows, before the listings
+    assert people[0].id not in would and people[1].id in would
+    assert f"excluded  {people[0].id}" in dry.stdout
     # ... and the real resume records it; a second resume without it still honours it
     real = ops.cli("revoke", "--resume", str(journal), "--exclude", people[0].user_principal_name, "--yes")
     assert real.returncode == 0, real.stderr
