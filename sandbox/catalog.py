@@ -44,6 +44,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(
         "Application.ReadWrite.All", "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9", "bdfbf15f-ee85-4955-8675-146e8e5296b5"
     ),
+    Permission("Application.ReadWrite.OwnedBy", "18a4783c-866b-4cc7-a460-3d5e5662c884", None),
     Permission(
         "AppRoleAssignment.ReadWrite.All",
         "06b708a9-e830-4db3-a914-8e69da51d44f",
@@ -82,6 +83,12 @@ READ_ELIGIBILITY: Final = frozenset(
 )
 WRITE_APPS: Final = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
 READ_APPS: Final = frozenset({"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All"}) | WRITE_APPS
+#: create applications (the caller becomes their owner), and manage only the ones it owns
+WRITE_OWNED_APPS: Final = frozenset({"Application.ReadWrite.OwnedBy"})
+#: directory reads that owners/$ref and appRoleAssignedTo need besides their write permission
+READ_DIRECTORY_FOR_APPS: Final = frozenset(
+    {"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+)
 WRITE_ASSIGNMENTS: Final = frozenset({"AppRoleAssignment.ReadWrite.All"})
 WRITE_GRANTS: Final = frozenset({"DelegatedPermissionGrant.ReadWrite.All"})
 
