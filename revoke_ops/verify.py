@@ -10,7 +10,9 @@ the moment the revocation was sent. Then give each target a verdict:
   user could not be read);
 - ``failed``: the journal says failed or forbidden, and Graph does not show it happened;
 - ``not_found``: no such user in the tenant;
-- ``incomplete``: the run never finished (interrupted or killed): targets were never attempted.
+- ``incomplete``: the run never finished (interrupted or killed): targets were never attempted;
+- ``not_disabled`` (contain journals only): revoked, but ``accountEnabled`` is not false although the
+  run disabled the account (or found it disabled): re-enabled since (``contain --undo``, or someone).
 
 The exit code is 0 only when every target is accounted for.
 """
@@ -46,6 +48,7 @@ class Verdict(enum.StrEnum):
     FAILED = "failed"
     NOT_FOUND = "not_found"
     INCOMPLETE = "incomplete"
+    NOT_DISABLED = "not_disabled"
 
 
 def _parse(value: str) -> datetime:
@@ -64,16 +67,21 @@ class VerifyResult:
     incomplete: bool = False
     never_attempted: int | None = None  # how many targets, when the journal knows how many there were
     torn_line: int | None = None
+    contain: bool = False  # a `revoke-ops contain` journal: accounts it disabled must still be disabled
 
     def verdicts(self) -> dict[str, int]:
         not_revoked = sum(1 for e in self.not_verified if e["verdict"] == Verdict.NOT_REVOKED)
-        return {
+        not_disabled = sum(1 for e in self.not_verified if e["verdict"] == Verdict.NOT_DISABLED)
+        counts: dict[str, int] = {
             Verdict.ACCOUNTED: len(self.verified) + len(self.settled) + self.as_asked,
             Verdict.NOT_REVOKED: not_revoked,
-            Verdict.FAILED: len(self.not_verified) - not_revoked,
+            Verdict.FAILED: len(self.not_verified) - not_revoked - not_disabled,
             Verdict.NOT_FOUND: len(self.not_found),
             Verdict.INCOMPLETE: (self.never_attempted or 0) if self.incomplete else 0,
         }
+        if self.contain:
+            counts[Verdict.NOT_DISABLED] = not_disabled
+        return counts
 
     @property
     def accounted_for(self) -> bool:
@@ -133,6 +141,9 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
             "%s:%d: the journal's last line is incomplete (a crash while writing it): ignored", journal, state.torn_line
         )
     result.incomplete = state.completed is not True
+    result.contain = (state.header.get("spec") or {}).get("command") == "contain"
+    disabled = {i for i, r in state.disables.items() if r.get("step") in ("disabled", "already_disabled")}
+    fields = "id,signInSessionsValidFromDateTime" + (",accountEnabled" if result.contain else "")
     result.never_attempted = _never_attempted(state)
     todo = []
     for record in state.outcomes.values():
@@ -151,16 +162,17 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
         for start in range(0, len(todo), 20):
             chunk = todo[start : start + 20]
             items = [
-                BatchItem(str(n + 1), "GET", f"{user_path(r['id'])}?$select=id,signInSessionsValidFromDateTime")
-                for n, r in enumerate(chunk)
+                BatchItem(str(n + 1), "GET", f"{user_path(r['id'])}?$select={fields}") for n, r in enumerate(chunk)
             ]
             answers = await session.batch_read(items)  # retried per item under the READ policy
             for n, record in enumerate(chunk):
-                _judge(result, record, answers.get(str(n + 1), {}), skew)
+                _judge(result, record, answers.get(str(n + 1), {}), skew, expect_disabled=record["id"] in disabled)
     return result
 
 
-def _judge(result: VerifyResult, record: dict[str, Any], answer: dict[str, Any], skew: timedelta) -> None:
+def _judge(
+    result: VerifyResult, record: dict[str, Any], answer: dict[str, Any], skew: timedelta, *, expect_disabled: bool
+) -> None:
     raw = answer.get("body")
     body: dict[str, Any] = raw if isinstance(raw, dict) else {}
     valid_from = body.get("signInSessionsValidFromDateTime") if answer.get("status") == 200 else None
@@ -173,6 +185,11 @@ def _judge(result: VerifyResult, record: dict[str, Any], answer: dict[str, Any],
         "signInSessionsValidFrom": valid_from,
     }
     if valid_from and _parse(valid_from) >= _parse(record["sentAt"]).replace(microsecond=0) - skew:
+        if expect_disabled and body.get("accountEnabled") is not False:
+            entry["verdict"] = Verdict.NOT_DISABLED
+            entry["reason"] = "accountEnabled is not false: re-enabled since the run (contain --undo, or someone else)"
+            result.not_verified.append(entry)
+            return
         (result.verified if record["outcome"] == Outcome.REVOKED else result.settled).append(entry)
         return
     entry["verdict"] = Verdict.NOT_REVOKED if record["outcome"] == Outcome.REVOKED else Verdict.FAILED

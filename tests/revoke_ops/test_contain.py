@@ -120,9 +120,10 @@ def test_contain_a_group_disables_then_revokes_all_but_the_excluded_and_undo_res
     refused = sign_in(sandbox, victim.user_principal_name)
     assert refused.status_code == 400 and refused.json()["error_codes"] == [50057]
     assert sign_in(sandbox, breakglass.user_principal_name).status_code == 200
-    # verify confirms the revocations
+    # verify confirms the revocations and that the accounts are still disabled
     checked = ops.cli("verify", "--journal", str(journal), "--output", "json")
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert json.loads(checked.stdout)["verdicts"]["not_disabled"] == 0
 
     # Someone re-enables one account in between: undo leaves it alone and says it cannot see more
     other = next(u for u in users if u.id in enabled_before and u.id != victim.id)
@@ -135,6 +136,9 @@ def test_contain_a_group_disables_then_revokes_all_but_the_excluded_and_undo_res
     assert {u.id for u in users if u.account_enabled} == enabled_before
     assert all(not u.account_enabled for u in users if u.id in already_disabled)
     assert sign_in(sandbox, victim.user_principal_name).status_code == 200
+    # after the undo, verify says plainly that those accounts are no longer contained
+    after = json.loads(ops.cli("verify", "--journal", str(journal), "--output", "json").stdout)
+    assert after["verdicts"]["not_disabled"] == len(enabled_before) and not after["accountedFor"]
 
 
 def test_privileged_and_synced_users_are_revoked_but_reported_not_contained(sandbox: Running, tmp_path: Path):
