@@ -47,7 +47,10 @@ class Tenant:
         import urllib.request
 
         ctx = ssl.create_default_context(cafile=self.info["caBundle"])
-        with urllib.request.urlopen(self.info["controlEndpoint"] + path, context=ctx, timeout=60) as response:  # noqa: S310
+        request = urllib.request.Request(  # noqa: S310  # the sandbox's https control endpoint
+            self.info["controlEndpoint"] + path, headers={"Authorization": f"Bearer {self.info['controlToken']}"}
+        )
+        with urllib.request.urlopen(request, context=ctx, timeout=60) as response:  # noqa: S310
             return json.loads(response.read())
 
 

@@ -30,7 +30,14 @@ from provisioning.slots import (
     certificate_common_name,
     read_slots,
 )
-from revoke_ops.facts import CLOUDS, READ_PERMISSIONS, REVOKE_PERMISSION, Cloud, endpoint_problems
+from revoke_ops.facts import (
+    CLOUDS,
+    CONTAINMENT_PERMISSIONS,
+    READ_PERMISSIONS,
+    REVOKE_PERMISSION,
+    Cloud,
+    endpoint_problems,
+)
 
 __all__ = [
     "DEFAULTS",
@@ -68,6 +75,8 @@ class StackConfig:
     cloud: Cloud
     #: Workloads that sign in as the app with their own platform's token (no secret anywhere).
     federated_credentials: tuple[FederatedCredential, ...] = ()
+    #: Opt-in permissions for `revoke-ops contain` (block sign-in), granted like the read permissions.
+    containment_permissions: tuple[str, ...] = ()
     #: Valid but risky settings, to show the deployer (``pulumi up`` prints them as warnings).
     warnings: tuple[str, ...] = ()
 
@@ -83,8 +92,9 @@ class StackConfig:
 
     @property
     def permissions(self) -> tuple[str, ...]:
-        """The revoke permission followed by the configured read permissions."""
-        return (REVOKE_PERMISSION.name, *self.read_permissions)
+        """The revoke permission, the configured read permissions, then the containment ones (each once)."""
+        extra = tuple(p for p in self.containment_permissions if p not in self.read_permissions)
+        return (REVOKE_PERMISSION.name, *self.read_permissions, *extra)
 
     @property
     def application_permissions(self) -> tuple[str, ...]:
@@ -172,6 +182,7 @@ def load(
         permission_mode=mode,
         # A canonical order, so the resources do not churn when the list is reordered.
         read_permissions=tuple(p for p in READ_PERMISSIONS if p in v["readPermissions"]),
+        containment_permissions=tuple(p for p in CONTAINMENT_PERMISSIONS if p in v["containmentPermissions"]),
         delegated_consent_users=_ids(v["delegatedConsentUsers"]),
         operators_group=operators_group,
         grant_to_principals=_ids(v["grantToPrincipals"]),

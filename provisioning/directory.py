@@ -20,7 +20,15 @@ from typing import Any, Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from revoke_ops.facts import GRAPH_APP_ID, READ_PERMISSIONS, REVOKE_PERMISSION, parse_rfc3339, rfc3339, thumbprint
+from revoke_ops.facts import (
+    DISABLE_PERMISSION,
+    GRAPH_APP_ID,
+    READ_PERMISSIONS,
+    REVOKE_PERMISSION,
+    parse_rfc3339,
+    rfc3339,
+    thumbprint,
+)
 
 __all__ = [
     "Directory",
@@ -73,7 +81,7 @@ class Directory(Protocol):
 
 def graph_service_principal(object_id: str) -> dict[str, Any]:
     """The Microsoft Graph service principal as Graph returns it, with the ids this project uses."""
-    permissions = [REVOKE_PERMISSION, *READ_PERMISSIONS.values()]
+    permissions = [REVOKE_PERMISSION, *READ_PERMISSIONS.values(), DISABLE_PERMISSION]
     return {
         "id": object_id,
         "appId": GRAPH_APP_ID,

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from revoke_ops.facts import CLOUDS, READ_PERMISSIONS, REVOKE_PERMISSION
+from revoke_ops.facts import CLOUDS, CONTAINMENT_PERMISSIONS, READ_PERMISSIONS, REVOKE_PERMISSION
 
 __all__ = [
     "DEFAULTS",
@@ -137,6 +137,18 @@ def _read_permissions(value: list[str]) -> Problems:
     return problems
 
 
+def _containment_permissions(value: list[str]) -> Problems:
+    problems = [
+        f"must list only {', '.join(CONTAINMENT_PERMISSIONS)} (got {show(name)}); they let `revoke-ops contain` "
+        "block sign-in (Graph's least-privileged pair for accountEnabled)"
+        for name in value
+        if name not in CONTAINMENT_PERMISSIONS
+    ]
+    if len(set(value)) != len(value):
+        problems.append(f"lists a permission more than once (got {show(value)})")
+    return problems
+
+
 def _object_ids(what: str) -> Callable[[list[str]], Problems]:
     def check(value: list[str]) -> Problems:
         problems = [f"must list {what} object ids (GUIDs) (got {show(item)})" for item in value if not is_guid(item)]
@@ -191,6 +203,7 @@ KEYS: Final[tuple[Key, ...]] = (
     Key("displayName", "string", "revoke-sessions", _display_name),
     Key("permissionMode", "string", "application", _one_of(PERMISSION_MODES)),
     Key("readPermissions", "array", ["User.Read.All"], _read_permissions),
+    Key("containmentPermissions", "array", [], _containment_permissions),
     Key("delegatedConsentUsers", "array", [], _object_ids("user")),
     Key("operatorsGroup", "string", "", _group_id),
     Key("grantToPrincipals", "array", [], _object_ids("service principal")),

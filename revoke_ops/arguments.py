@@ -150,19 +150,9 @@ def _engine_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def parser() -> argparse.ArgumentParser:
-    """The whole command line: subcommands revoke, me, verify, doctor, bundle check."""
-    output = _Parser(add_help=False)
-    _credential_options(output)
-    pacing = _Parser(add_help=False)
-    _engine_options(pacing)
-
-    top = _Parser(prog="revoke-ops", description="Revoke Microsoft Entra users' sign-in sessions.")
-    top.add_argument("--version", action="version", version=f"revoke-ops {__version__}")
-    commands = top.add_subparsers(dest="command", required=True)
-
-    revoke = commands.add_parser("revoke", help="revoke users' sign-in sessions", parents=[output, pacing])
-    targets = revoke.add_argument_group("targets")
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    """The targets and safety options of a run: ``revoke`` and ``contain`` take the same."""
+    targets = parser.add_argument_group("targets")
     targets.add_argument("--user", action="append", default=[], help="object id or UPN (repeatable)")
     targets.add_argument(
         "--from-file",
@@ -188,7 +178,7 @@ def parser() -> argparse.ArgumentParser:
         help="with --all-users: do NOT revoke users without sign-in activity for more than N days (or never); "
         "journaled as skipped_inactive. Off by default: nobody is skipped (docs/activity-ordering.md)",
     )
-    safety = revoke.add_argument_group("safety")
+    safety = parser.add_argument_group("safety")
     safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")
     safety.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation")
     safety.add_argument("--reason", help="recorded in the journal")
@@ -196,6 +186,33 @@ def parser() -> argparse.ArgumentParser:
         "--journal", type=Path, help="journal path (default: ~/.local/state/revoke-ops/journals/<time>-<tenant>.jsonl)"
     )
     safety.add_argument("--resume", type=Path, metavar="JOURNAL", help="continue an interrupted run")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole command line: subcommands revoke, contain, me, verify, doctor, bundle check."""
+    output = _Parser(add_help=False)
+    _credential_options(output)
+    pacing = _Parser(add_help=False)
+    _engine_options(pacing)
+
+    top = _Parser(prog="revoke-ops", description="Revoke Microsoft Entra users' sign-in sessions.")
+    top.add_argument("--version", action="version", version=f"revoke-ops {__version__}")
+    commands = top.add_subparsers(dest="command", required=True)
+
+    revoke = commands.add_parser("revoke", help="revoke users' sign-in sessions", parents=[output, pacing])
+    _run_options(revoke)
+
+    contain = commands.add_parser(
+        "contain",
+        help="block users' sign-in (accountEnabled false), then revoke their sessions; --undo re-enables them",
+        parents=[output, pacing],
+    )
+    _run_options(contain)
+    contain.add_argument(
+        "--undo",
+        action="store_true",
+        help="with --journal J: re-enable exactly the accounts that contain run disabled (and were enabled before)",
+    )
 
     commands.add_parser("me", help="revoke the signed-in operator's own sessions (delegated)", parents=[output])
 

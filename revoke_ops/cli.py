@@ -33,7 +33,7 @@ from revoke_ops.errors import InputError, RevokeOpsError, exit_code_for
 from revoke_ops.hardening import harden_process
 from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
-from revoke_ops.output import Progress, Writer, writer
+from revoke_ops.output import Progress, Writer, table, writer
 from revoke_ops.redact import RedactingFilter, redact
 
 __all__ = ["ExitCode", "main"]
@@ -143,9 +143,10 @@ def _ask(question: str, stdin_used: bool) -> bool:
 
 
 def _request(args: argparse.Namespace) -> Any:
+    from revoke_ops.contain import ContainRequest
     from revoke_ops.run import RevokeRequest
 
-    return RevokeRequest(
+    return (ContainRequest if args.command == "contain" else RevokeRequest)(
         users=args.user,
         files=args.from_file,
         group=args.group,
@@ -172,8 +173,15 @@ def _request(args: argparse.Namespace) -> Any:
 
 
 async def _revoke(args: argparse.Namespace, out: Writer) -> int:
+    """``revoke``, and ``contain`` (the same run with sign-in blocked first; :mod:`revoke_ops.contain`)."""
+    from revoke_ops.contain import ContainResult, contain
     from revoke_ops.run import Confirmation, revoke
 
+    containing = args.command == "contain"
+    if containing and args.undo:
+        from revoke_ops.contain_cli import undo_command
+
+        return await undo_command(args, _identity(args), _ask, out)
     request = _request(args)
     identity = _identity(args)
     if not args.dry_run and not args.resume and request.journal is None:
@@ -192,7 +200,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
         return True if args.yes else _ask(confirmation.question(), "-" in args.from_file)
 
     try:
-        result = await revoke(
+        result = await (contain if containing else revoke)(
             identity,
             request,
             confirm=confirm,
@@ -206,12 +214,19 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
     summary = result.summary
     listed = not_revoked(result.journal) if result.journal else settled
     args.exit_code = result.exit_code  # a dry run too: what the real run would exit with (not_found -> 1)
+    contained = None
+    if containing:
+        from revoke_ops.contain_cli import json_fields, text_report
+
+        assert isinstance(result, ContainResult)
+        contained = (text_report(result, table), json_fields(result))
     out.revoke_result(
         dry_run=args.dry_run,
         summary=summary,
         journal=str(result.journal) if result.journal else None,
         warnings=result.warnings,
         not_revoked=listed,
+        contain=contained,
     )
     for warning in result.warnings:
         if warning not in said:
@@ -222,7 +237,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
             "--include-external sends them anyway)",
             summary.counts[Outcome.SKIPPED_EXTERNAL],
         )
-    if not args.dry_run and summary.counts[Outcome.REVOKED]:
+    if not args.dry_run and summary.counts[Outcome.REVOKED] and not containing:
         log.warning(
             "revocation invalidates refresh tokens and session cookies; access tokens already issued stay valid "
             "until they expire (60-90 min by default, longer for CAE-aware clients). It is not containment: also "
@@ -240,7 +255,8 @@ def _interrupt_note(request: Any) -> Any:
         path = request.resume or request.journal
         if path is None or not Path(path).exists():
             return "nothing was started (no journal was written): nothing was changed"
-        return f"the journal {path} is intact: continue with `revoke-ops revoke --resume {path}`"
+        command = request.spec().get("command", "revoke")
+        return f"the journal {path} is intact: continue with `revoke-ops {command} --resume {path}`"
 
     return note
 
@@ -308,7 +324,14 @@ async def _bundle_check(args: argparse.Namespace, out: Writer) -> int:
     return ExitCode.OK
 
 
-HANDLERS = {"revoke": _revoke, "me": _me, "verify": _verify, "doctor": _doctor, "bundle": _bundle_check}
+HANDLERS = {
+    "revoke": _revoke,
+    "contain": _revoke,
+    "me": _me,
+    "verify": _verify,
+    "doctor": _doctor,
+    "bundle": _bundle_check,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,6 +24,8 @@ from urllib.parse import SplitResult, urlsplit
 __all__ = [
     "BUNDLE_SCHEMA_VERSION",
     "CLOUDS",
+    "CONTAINMENT_PERMISSIONS",
+    "DISABLE_PERMISSION",
     "GRAPH_APP_ID",
     "READ_PERMISSIONS",
     "REVOKE_PERMISSION",
@@ -107,13 +109,32 @@ READ_PERMISSIONS: Final[dict[str, GraphPermission]] = {
 }
 
 
+#: Block sign-in (``accountEnabled``). Microsoft Graph "Update user": updating accountEnabled takes
+#: User.EnableDisableAccount.All together with User.Read.All as the least-privileged combination;
+#: ids as in Microsoft's permissions reference (application 3011c876-..., delegated f92e74e7-...).
+DISABLE_PERMISSION: Final = GraphPermission(
+    name="User.EnableDisableAccount.All",
+    role_id="3011c876-62b7-4ada-afa2-506cbbecc68c",
+    scope_id="f92e74e7-2563-467f-9dd0-902688cb5863",
+    used_for="block sign-in (accountEnabled false) before revoking: `revoke-ops contain`",
+)
+
+#: What a stack may opt in to for containment (``containmentPermissions``): the pair Graph documents.
+CONTAINMENT_PERMISSIONS: Final[dict[str, GraphPermission]] = {
+    DISABLE_PERMISSION.name: DISABLE_PERMISSION,
+    "User.Read.All": READ_PERMISSIONS["User.Read.All"],
+}
+
+
 def permission(name: str) -> GraphPermission:
-    """Return the known Graph permission called ``name`` (revoke or read permission).
+    """Return the known Graph permission called ``name`` (revoke, read or containment permission).
 
     :raises KeyError: for a permission this project does not use.
     """
     if name == REVOKE_PERMISSION.name:
         return REVOKE_PERMISSION
+    if name == DISABLE_PERMISSION.name:
+        return DISABLE_PERMISSION
     return READ_PERMISSIONS[name]
 
 

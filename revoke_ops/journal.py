@@ -225,6 +225,7 @@ class JournalState:
 
     header: dict[str, Any]
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id (else UPN) -> last outcome
+    disables: dict[str, dict[str, Any]] = field(default_factory=dict)  # contain: user id -> its disable line
     #: True/False from the last run's ``end`` line; None when the last run wrote none (killed)
     completed: bool | None = None
     added_exclusions: list[str] = field(default_factory=list)  # by later resumes (values or file paths)
@@ -322,6 +323,11 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         key = record.get("id") or record.get("upn") or record.get("target")
         if key:
             state.outcomes[str(key)] = record
+    elif kind == "disable" and "id" in record:
+        # contain: the line that disabled the account, else the first (its before-state counts for --undo)
+        seen = state.disables.get(record["id"])
+        if seen is None or (record.get("step") == "disabled" and seen.get("step") != "disabled"):
+            state.disables[record["id"]] = record
     elif kind == "end":
         state.completed = bool(record.get("completed", True))
 

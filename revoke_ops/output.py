@@ -68,7 +68,14 @@ class Writer:
         self.shown += 1
 
     def revoke_result(
-        self, *, dry_run: bool, summary: Summary, journal: str | None, warnings: list[str], not_revoked: list[Any]
+        self,
+        *,
+        dry_run: bool,
+        summary: Summary,
+        journal: str | None,
+        warnings: list[str],
+        not_revoked: list[Any],
+        contain: tuple[str, dict[str, Any]] | None = None,  # contain: (its table text, its JSON fields)
     ) -> None:
         if dry_run and self.shown == 0:
             self._print("nothing would be revoked")
@@ -83,6 +90,8 @@ class Writer:
         if dry_run:
             counts.insert(0, ["would revoke", str(summary.would_revoke)])
         self._print(table(counts, ["OUTCOME", "USERS"]))
+        if contain is not None and contain[0]:
+            self._print(contain[0])
         if journal:
             self._print(f"journal: {journal}")
 
@@ -136,7 +145,14 @@ class JsonWriter(Writer):
         self.shown = -1  # closed
 
     def revoke_result(
-        self, *, dry_run: bool, summary: Summary, journal: str | None, warnings: list[str], not_revoked: list[Any]
+        self,
+        *,
+        dry_run: bool,
+        summary: Summary,
+        journal: str | None,
+        warnings: list[str],
+        not_revoked: list[Any],
+        contain: tuple[str, dict[str, Any]] | None = None,  # contain: (its table text, its JSON fields)
     ) -> None:
         body = {
             "dryRun": dry_run,
@@ -144,6 +160,7 @@ class JsonWriter(Writer):
             "journal": journal,
             "warnings": warnings,
             "notRevoked": list(not_revoked),
+            **(contain[1] if contain is not None else {}),
         }
         self._document(body, streamed=dry_run)
 
@@ -176,11 +193,22 @@ class JsonLinesWriter(JsonWriter):
         self.shown += 1
 
     def revoke_result(
-        self, *, dry_run: bool, summary: Summary, journal: str | None, warnings: list[str], not_revoked: list[Any]
+        self,
+        *,
+        dry_run: bool,
+        summary: Summary,
+        journal: str | None,
+        warnings: list[str],
+        not_revoked: list[Any],
+        contain: tuple[str, dict[str, Any]] | None = None,  # contain: (its table text, its JSON fields)
     ) -> None:
         for row in not_revoked:
             self._line("notRevoked", row)
-        self._line("summary", {"dryRun": dry_run, **summary.to_json(), "journal": journal, "warnings": warnings})
+        fields = dict(contain[1]) if contain is not None else {}
+        for row in fields.pop("notContained", []):
+            self._line("notContained", row)
+        summary_line = {"dryRun": dry_run, **summary.to_json(), "journal": journal, "warnings": warnings}
+        self._line("summary", {**summary_line, **fields})
 
     def verify_result(self, result: Any) -> None:
         body = result.to_json()

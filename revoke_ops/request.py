@@ -129,7 +129,7 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
     :raises InputError: the journal is for another run's inputs, or an option differs.
     """
     spec = state.header.get("spec") or {}
-    original = RevokeRequest.from_spec(
+    original = type(request).from_spec(
         spec,
         reason=request.reason or state.header.get("reason", ""),
         journal=request.resume,

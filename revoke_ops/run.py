@@ -14,7 +14,7 @@ import dataclasses
 import getpass
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +42,7 @@ __all__ = [
     "prepare",
     "resumed_request",
     "revoke",
+    "run_request",
 ]
 
 log = logging.getLogger(__name__)
@@ -394,6 +395,37 @@ async def revoke(
     :raises AuthError: no token, or the token lacks what the run needs (nothing changed).
     :raises ServiceError: Graph kept failing before anything was sent (nothing changed).
     """
+    return await run_request(
+        identity,
+        request,
+        confirm=confirm,
+        on_progress=on_progress,
+        engine_factory=engine_factory,
+        on_would_revoke=on_would_revoke,
+        on_settled=on_settled,
+    )
+
+
+#: Called after phase 2 (nothing changed yet) to check and adjust a run and name its engine.
+Setup = Callable[[Prepared], Awaitable[Callable[..., Engine]]]
+
+
+async def run_request(
+    identity: Identity,
+    request: RevokeRequest,
+    *,
+    confirm: Callable[[Confirmation], bool] | None = None,
+    on_progress: Callable[[Summary], None] | None = None,
+    engine_factory: Callable[..., Engine] | None = None,
+    on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
+    setup: Setup | None = None,
+) -> RunResult:
+    """The phases of :func:`revoke`, shared by the commands built on it (``contain``).
+
+    :param setup: after :func:`prepare`, before the confirmation: may refuse the run (raise), adjust
+        ``prepared.confirmation`` and returns the engine factory to use.
+    """
     resume_state = None
     added: list[str] = []
     if request.resume is not None:
@@ -421,6 +453,8 @@ async def revoke(
             prepared = await prepare(
                 identity, session, request, files, resume_state=resume_state, added_exclusions=added
             )
+            if setup is not None:
+                engine_factory = await setup(prepared)
             if confirm is not None and prepared.needs_confirmation and not confirm(prepared.confirmation):
                 raise InputError("stopped at the confirmation: nothing was changed")
             return await execute(

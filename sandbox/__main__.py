@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+from sandbox.apply import FAILED_MARKER
 from sandbox.graph import Faults
 from sandbox.server import Latency, Sandbox, SandboxOptions
 
@@ -45,7 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     sandbox = Sandbox(args.state_dir, options)
     info = sandbox.start()
-    print(json.dumps(info, indent=2), flush=True)
+    # sandbox.json (0600) holds everything; the control token is not printed.
+    print(json.dumps({k: v for k, v in info.items() if k != "controlToken"}, indent=2), flush=True)
     print(f"sandbox: serving tenant {info['tenantId']} at {info['authorityHost']} (Ctrl-C stops)", file=sys.stderr)
     try:
         # Wake up now and then: a signal the kernel delivers to the server thread only runs its
@@ -63,11 +65,18 @@ def _serve(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     from sandbox.apply import ApplyError, apply
 
+    replaced: list[str] = []
     try:
-        outputs = apply(Path(args.state_dir), args.stack, Path(args.out), args.project_dir)
+        outputs = apply(Path(args.state_dir), args.stack, Path(args.out), args.project_dir, replaced=replaced)
     except ApplyError as err:
         print(f"sandbox apply: error: {err}", file=sys.stderr)
         return 1
+    for object_id in replaced:
+        print(
+            f"sandbox apply: stack {args.stack} was applied before: its application (object id {object_id}) was "
+            "deleted and created anew",
+            file=sys.stderr,
+        )
     print(
         f"sandbox apply: stack {args.stack} applied; client id {outputs['clientId']}, "
         f"bundle written to {args.out} (mode 0600)",
@@ -81,8 +90,8 @@ def _apply_child(args: argparse.Namespace) -> int:
 
     try:
         result = run_in_subprocess(Path(args.state_dir), args.stack, args.project_dir)
-    except Exception as err:  # noqa: BLE001  # reported to the parent as one line
-        print(f"{type(err).__name__}: {err}", file=sys.stderr)
+    except Exception as err:  # noqa: BLE001  # reported to the parent in full (every config problem)
+        print(f"{FAILED_MARKER}\n{type(err).__name__}: {err}", file=sys.stderr)
         return 1
     json.dump(result, sys.stdout, default=str)
     return 0
@@ -96,7 +105,8 @@ def _keyvault(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sandbox", description="A local emulated Entra tenant.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    # The metavar keeps the internal _apply-child out of --help and usage lines.
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{serve,apply,keyvault}")
     serve = commands.add_parser("serve", help="serve the emulated tenant on 127.0.0.1 until Ctrl-C / SIGTERM")
     serve.add_argument("--state-dir", type=Path, required=True, help="where sandbox.json, the CA and keys are written")
     serve.add_argument("--users", type=int, default=2000)
@@ -154,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     vault.add_argument("--state-dir", type=Path, required=True, help="the running sandbox's state directory")
     vault.add_argument("--port", type=int, default=0, help="0 picks a free port")
     vault.set_defaults(func=_keyvault)
-    child = commands.add_parser("_apply-child", help=argparse.SUPPRESS)
+    child = commands.add_parser("_apply-child")  # no help=: not listed (help=SUPPRESS shows "==SUPPRESS==")
     child.add_argument("--state-dir", type=Path, required=True)
     child.add_argument("--stack", required=True)
     child.add_argument("--project-dir", type=Path, required=True)

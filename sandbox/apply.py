@@ -22,8 +22,26 @@ import httpx
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
+#: the child's stderr line before its error report (what follows it is shown in full)
+FAILED_MARKER = "sandbox apply: the program failed:"
+
+
 class ApplyError(Exception):
     """Applying the stack to the sandbox failed."""
+
+
+def needed_permission(method: str, path: str) -> str:
+    """What the deployer needs for one of the provider's calls (Graph's API pages, least privileged)."""
+    parts = [p for p in path.split("/") if p]
+    if parts[-1:] == ["appRoleAssignedTo"]:
+        return "AppRoleAssignment.ReadWrite.All and Application.Read.All (or Directory.Read.All)"
+    if parts[:1] == ["oauth2PermissionGrants"]:
+        return "DelegatedPermissionGrant.ReadWrite.All"
+    if parts[-1:] == ["$ref"]:
+        return "Application.ReadWrite.OwnedBy and Directory.Read.All"
+    if method == "GET":
+        return "Application.Read.All or Directory.Read.All"
+    return "Application.ReadWrite.OwnedBy (on applications it created) or Application.ReadWrite.All"
 
 
 class GraphDirectory:
@@ -59,7 +77,8 @@ class GraphDirectory:
                 detail = f"{error['code']}: {error['message']}"
             except (ValueError, KeyError):
                 detail = response.text[:200]
-            raise ApplyError(f"{method} {path} -> {response.status_code} {detail}")
+            needs = f"; the deployer needs {needed_permission(method, path)}" if response.status_code == 403 else ""
+            raise ApplyError(f"{method} {path} -> {response.status_code} {detail}{needs}")
         return response.json() if response.content else None
 
     def caller(self) -> dict[str, str]:
@@ -139,17 +158,22 @@ def sandbox_config(info: dict[str, Any], stack: str, project_dir: Path = PROJECT
 
 
 def run_in_subprocess(state_dir: Path, stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    """The child process: apply the program to the sandbox, print the run result as JSON."""
+    """The child process: apply the program to the sandbox, print the run result as JSON.
+
+    The result's ``replaced`` lists the applications of a previous apply of the stack that were deleted.
+    """
     from provisioning.mockrun import run_program
 
     info = json.loads((state_dir / "sandbox.json").read_text())
     directory = GraphDirectory(info)
     record = state_dir / f"applied-{stack}.json"
+    replaced: list[str] = []
     if record.exists():
-        # Applying again replaces what the previous apply created.
+        # Applying again replaces what the previous apply created (the caller says so).
         for item in json.loads(record.read_text()):
             if item["kind"] == "application":
                 directory.delete_application(item["id"])
+                replaced.append(item["id"])
         record.unlink()
     try:
         result = run_program(
@@ -157,13 +181,22 @@ def run_in_subprocess(state_dir: Path, stack: str, project_dir: Path = PROJECT_D
         )
     finally:
         record.write_text(json.dumps(directory.created))
-    return result.to_json()
+    return {**result.to_json(), "replaced": replaced}
 
 
-def apply(state_dir: Path, stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+def apply(
+    state_dir: Path,
+    stack: str,
+    out: Path,
+    project_dir: Path = PROJECT_DIR,
+    *,
+    replaced: list[str] | None = None,
+) -> dict[str, Any]:
     """Apply ``stacks/Pulumi.<stack>.yaml`` to the running sandbox of ``state_dir``; write the bundle.
 
-    :raises ApplyError: when the sandbox is not running or the program fails (its message kept).
+    :param replaced: receives the object ids of a previous apply's applications, which were deleted.
+    :raises ApplyError: when the sandbox is not running or the program fails (its whole message kept:
+        every problem of a bad stack config).
     """
     info_path = state_dir / "sandbox.json"
     if not info_path.exists():
@@ -194,8 +227,14 @@ def apply(state_dir: Path, stack: str, out: Path, project_dir: Path = PROJECT_DI
         timeout=300,
     )
     if proc.returncode != 0:
-        raise ApplyError(proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "the program failed")
-    outputs: dict[str, Any] = json.loads(proc.stdout)["outputs"]
+        text = proc.stderr.strip()
+        if FAILED_MARKER in text:
+            raise ApplyError(text.rsplit(FAILED_MARKER, 1)[1].strip())
+        raise ApplyError(text.splitlines()[-1] if text else "the program failed")
+    result = json.loads(proc.stdout)
+    if replaced is not None:
+        replaced.extend(result.get("replaced", []))
+    outputs: dict[str, Any] = result["outputs"]
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         json.dump(outputs, handle, indent=2)

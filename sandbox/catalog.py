@@ -21,6 +21,12 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(
         "User.RevokeSessions.All", "77f3a031-c388-4f99-b373-dc68676a979e", "fc30e98b-8810-4501-81f5-c20a3196387b"
     ),
+    Permission(
+        "User.EnableDisableAccount.All",
+        "3011c876-62b7-4ada-afa2-506cbbecc68c",
+        "f92e74e7-2563-467f-9dd0-902688cb5863",
+    ),
+    Permission("Directory.AccessAsUser.All", None, "0e263e50-5827-48a4-b97c-d940288653c7"),
     Permission("User.Read.All", "df021288-bdef-4463-88db-98f22de89214", "a154be20-db9c-4678-8ab7-66f6cc099a59"),
     Permission("User.ReadWrite.All", "741f803b-c850-494e-b5df-cde7c675a1ca", "204e0828-b5ca-4ad8-b9f3-f32a958e7cc4"),
     Permission("User.ReadBasic.All", None, "b340eb25-3456-403f-be2f-af7a0d370277"),
@@ -38,6 +44,7 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     Permission(
         "Application.ReadWrite.All", "1bfefb4e-e0b5-418b-a88f-73c46d2cc8e9", "bdfbf15f-ee85-4955-8675-146e8e5296b5"
     ),
+    Permission("Application.ReadWrite.OwnedBy", "18a4783c-866b-4cc7-a460-3d5e5662c884", None),
     Permission(
         "AppRoleAssignment.ReadWrite.All",
         "06b708a9-e830-4db3-a914-8e69da51d44f",
@@ -54,6 +61,9 @@ ROLE_NAMES: Final = {p.role_id: p.name for p in PERMISSIONS if p.role_id}
 
 # Least-privileged permission for each operation, followed by the broader ones Graph also accepts.
 REVOKE: Final = frozenset({"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})
+#: accountEnabled (Graph "Update user": User.EnableDisableAccount.All with User.Read.All is the
+#: least-privileged combination; the broader write permissions also allow it)
+ENABLE_DISABLE: Final = frozenset({"User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})
 READ_USERS: Final = frozenset(
     {"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All", "User.ReadBasic.All"}
 )
@@ -73,6 +83,12 @@ READ_ELIGIBILITY: Final = frozenset(
 )
 WRITE_APPS: Final = frozenset({"Application.ReadWrite.All", "Directory.ReadWrite.All"})
 READ_APPS: Final = frozenset({"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All"}) | WRITE_APPS
+#: create applications (the caller becomes their owner), and manage only the ones it owns
+WRITE_OWNED_APPS: Final = frozenset({"Application.ReadWrite.OwnedBy"})
+#: directory reads that owners/$ref and appRoleAssignedTo need besides their write permission
+READ_DIRECTORY_FOR_APPS: Final = frozenset(
+    {"Application.Read.All", "Application.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+)
 WRITE_ASSIGNMENTS: Final = frozenset({"AppRoleAssignment.ReadWrite.All"})
 WRITE_GRANTS: Final = frozenset({"DelegatedPermissionGrant.ReadWrite.All"})
 

@@ -356,6 +356,14 @@ class IdentityPlatform:
 
     # -- delegated --------------------------------------------------------------------------
     def _user_tokens(self, app: Application, user: User, scope: str, nonce: str | None = None) -> dict[str, Any]:
+        if not user.account_enabled:
+            # Entra's error codes reference: AADSTS50057 UserAccountDisabled (every grant, refresh included).
+            raise TokenError(
+                "invalid_grant",
+                50057,
+                "The user account is disabled. The user object in Active Directory backing this account has been "
+                "disabled. An admin can re-enable this account through PowerShell.",
+            )
         resource, _scopes = self._resource_of(scope)
         if resource != self.graph_resource:
             # Delegated consent is emulated for Microsoft Graph only.

@@ -4,128 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import html
-import ipaddress
 import json
 import math
 import os
 import random
-import ssl
+import secrets
+import stat
 import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.hazmat.primitives import serialization
 
-from sandbox import federation
+from sandbox import control, federation
 from sandbox.catalog import BY_NAME, GRAPH_SP_ID
+from sandbox.certs import key_credential, make_tls, write_new
+from sandbox.certs import make_client_certificate as make_client_certificate  # re-exported (tests, bench)
 from sandbox.graph import Faults, Graph, GraphSettings, Request
 from sandbox.identity import IdentityPlatform, IdentitySettings, TokenError
-from sandbox.tenant import Application, ServicePrincipal, Tenant, iso, seed
+from sandbox.tenant import Application, ServicePrincipal, Tenant, seed
 from sandbox.throttle import Clock, ThrottleModel
 
 SANDBOX_TENANT_ID = "5a1db0c5-0000-4000-8000-00000000beef"  # as committed in stacks/Pulumi.sandbox.yaml
 GRAPH_RESOURCE = "https://graph.microsoft.com"
+#: the least set `sandbox apply` works with (docs/pipelines.md, "Deployer permissions"): create the
+#: application and manage only what it owns, read the directory (Graph's service principal, users),
+#: grant application permissions (app role assignments) and delegated ones (permission grants)
 DEPLOYER_ROLES = (
-    "Application.ReadWrite.All",
+    "Application.ReadWrite.OwnedBy",
+    "Directory.Read.All",
     "AppRoleAssignment.ReadWrite.All",
     "DelegatedPermissionGrant.ReadWrite.All",
-    "User.Read.All",
 )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    path.chmod(0o600)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def make_tls(state_dir: Path) -> tuple[Path, ssl.SSLContext]:
-    """Create the sandbox's own CA and a server certificate for 127.0.0.1 / localhost."""
-    now = datetime.now(UTC) - timedelta(minutes=5)
-    ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(_name("revoke-sessions sandbox CA"))
-        .issuer_name(_name("revoke-sessions sandbox CA"))
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name("127.0.0.1"))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=30))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    ca_path = state_dir / "ca.pem"
-    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    server_path = state_dir / "server.pem"
-    _write_private(
-        server_path,
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        + cert.public_bytes(serialization.Encoding.PEM),
-    )
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(server_path)
-    return ca_path, context
-
-
-def make_client_certificate(common_name: str, days: int = 90) -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    start = datetime.now(UTC) - timedelta(minutes=5)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(common_name))
-        .issuer_name(_name(common_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def key_credential(cert: x509.Certificate) -> dict[str, Any]:
-    import base64
-
-    return {
-        "keyId": None,
-        "type": "AsymmetricX509Cert",
-        "usage": "Verify",
-        "key": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
-        "startDateTime": iso(cert.not_valid_before_utc),
-        "endDateTime": iso(cert.not_valid_after_utc),
-    }
 
 
 @dataclass
@@ -161,12 +75,32 @@ class SandboxOptions:
     advanced_query_lag: float = 0.0  # modelled seconds before changes show in advanced queries
 
 
+#: files the server writes that hold secrets, removed when it stops
+PRIVATE_FILES = ("server.pem", "deployer.pem", "sandbox.json")
+
+
+def private_dir(path: Path) -> Path:
+    """The state directory: created 0700; an existing one must be ours and not writable by others."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.lstat()
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise RuntimeError(f"the sandbox's state directory {path} must be a directory, not a link")
+    if info.st_uid != os.getuid() or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise RuntimeError(
+            f"the sandbox's state directory {path} must be yours and not writable by others "
+            f"(mode {stat.S_IMODE(info.st_mode):o}): keys and the control token are written there"
+        )
+    return path
+
+
 class Sandbox:
     """One emulated tenant and its HTTPS server. Use as a context manager (serves on a thread)."""
 
     def __init__(self, state_dir: Path, options: SandboxOptions | None = None) -> None:
-        self.state_dir = Path(state_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = private_dir(Path(state_dir))
+        #: the control endpoint's bearer secret (only in sandbox.json, 0600): without it, any local
+        #: user could flip faults or approve device codes
+        self.control_token = secrets.token_urlsafe(32)
         self.options = options or SandboxOptions()
         self.rng = random.Random(self.options.seed + 1)
         self.clock = Clock(self.options.time_scale)
@@ -207,7 +141,7 @@ class Sandbox:
             self.rng,
             GraphSettings(advanced_query_lag=self.options.advanced_query_lag),
         )
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=16 * 1024 * 1024, middlewares=[control.guard(self.control_token)])
         tenant_paths = "/{tenant}"
         app.router.add_get(tenant_paths + "/v2.0/.well-known/openid-configuration", self._discovery)
         app.router.add_get(tenant_paths + "/discovery/v2.0/keys", self._jwks)
@@ -215,10 +149,7 @@ class Sandbox:
         app.router.add_post(tenant_paths + "/oauth2/v2.0/devicecode", self._devicecode)
         app.router.add_get(tenant_paths + "/oauth2/v2.0/authorize", self._authorize)
         app.router.add_route("*", "/v1.0/{path:.*}", self._graph)
-        app.router.add_get("/_control/state", self._control_state)
-        app.router.add_get("/_control/revocations", self._control_revocations)
-        app.router.add_post("/_control/settings", self._control_settings)
-        app.router.add_post("/_control/devicecode", self._control_device)
+        control.add_routes(app, self)
         federation.add_routes(app, self.federation)
         return app
 
@@ -227,7 +158,7 @@ class Sandbox:
         cert, key = make_client_certificate("sandbox deployer")
         app = self.register_app("sandbox-deployer", cert, app_roles=DEPLOYER_ROLES)
         path = self.state_dir / "deployer.pem"
-        _write_private(
+        write_new(
             path,
             key.private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -338,19 +269,22 @@ class Sandbox:
             },
             "deployer": deployer,
             "timeScale": self.options.time_scale,
+            "controlToken": self.control_token,
         }
-        path = self.state_dir / "sandbox.json"
-        _write_private(path, json.dumps(self.info, indent=2).encode())
+        write_new(self.state_dir / "sandbox.json", json.dumps(self.info, indent=2).encode())
 
     async def _stop_async(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
 
     def stop(self) -> None:
+        """Stop serving; remove the server's and the deployer's keys and sandbox.json (its control token)."""
         if self._loop is not None and self._thread is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(30)
             self._loop = None
+        for name in PRIVATE_FILES:
+            (self.state_dir / name).unlink(missing_ok=True)
 
     def call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         """Run ``func(*args, **kwargs)`` on the server's loop (safe access to tenant state from tests)."""
@@ -465,50 +399,3 @@ class Sandbox:
         if response.body is None:
             return web.Response(status=response.status, headers=response.headers)
         return web.Response(status=response.status, text=json.dumps(response.body), headers=response.headers)
-
-    # -- control ---------------------------------------------------------------------------------
-    async def _control_state(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {
-                "requests": self.graph.request_count,
-                "statusCounts": {str(k): v for k, v in self.graph.status_counts.items()},
-                "throttled": self.throttle.throttled_count,
-                "revocations": len(self.tenant.revocations),
-                "users": len(self.tenant.users),
-            }
-        )
-
-    async def _control_revocations(self, request: web.Request) -> web.Response:
-        return web.json_response([r.to_json() for r in self.tenant.revocations])
-
-    async def _control_settings(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        try:
-            if "faults" in body:
-                self.graph.faults.update(body["faults"])
-            if "consentDelay" in body:
-                self.identity.settings.consent_delay = float(body["consentDelay"])
-            if "autoApproveUser" in body:
-                self.identity.settings.auto_approve_user = body["autoApproveUser"]
-            if "advancedQueryLag" in body:
-                self.graph.context.settings.advanced_query_lag = float(body["advancedQueryLag"])
-            if "p1Licence" in body:  # P2 includes P1: without P1, no P2 either
-                self.tenant.premium = bool(body["p1Licence"])
-            if "p2Licence" in body:
-                self.tenant.p2_licence = bool(body["p2Licence"])
-            if "throttling" in body:
-                self.throttle.enabled = bool(body["throttling"])
-            if "latency" in body:
-                self.latency.median_ms = float(body["latency"].get("medianMs", 0))
-                self.latency.p99_ms = float(body["latency"].get("p99Ms", 0))
-        except (KeyError, TypeError, ValueError) as err:
-            return web.json_response({"error": f"invalid setting: {err}"}, status=400)
-        return web.json_response({"ok": True})
-
-    async def _control_device(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        try:
-            self.identity.approve_device(body["userCode"], body["user"], deny=bool(body.get("deny")))
-        except KeyError as err:
-            return web.json_response({"error": str(err)}, status=404)
-        return web.json_response({"ok": True})

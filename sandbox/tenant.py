@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from sandbox.catalog import (
     BY_NAME,
@@ -47,6 +47,7 @@ class User:
     # signInActivity: last interactive and non-interactive sign-in (attempts); None = none recorded
     last_sign_in: datetime | None = None
     last_non_interactive_sign_in: datetime | None = None
+    on_premises_sync_enabled: bool = False  # synchronised from on-premises AD: Graph refuses cloud writes
 
     def sign_in_activity(self) -> dict[str, Any] | None:
         """Graph's signInActivity, or None for a user who never signed in (Graph then omits it)."""
@@ -83,6 +84,7 @@ class User:
             "externalUserState": self.external_user_state,
             "accountEnabled": self.account_enabled,
             "department": self.department,
+            "onPremisesSyncEnabled": True if self.on_premises_sync_enabled else None,
             "signInSessionsValidFromDateTime": iso(self.sessions_valid_from),
             "givenName": self.display_name.split(" ")[0],
             "surname": self.display_name.split(" ")[-1],
@@ -247,6 +249,32 @@ class Revocation:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class AccountChange:
+    """The sandbox's own record of one accountEnabled change (``/_control/account-changes``)."""
+
+    user_id: str
+    user_principal_name: str
+    account_enabled: bool
+    by_app: str
+    by_user: str | None
+    at: str
+    request_id: str
+    client_request_id: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "userId": self.user_id,
+            "userPrincipalName": self.user_principal_name,
+            "accountEnabled": self.account_enabled,
+            "byApp": self.by_app,
+            "byUser": self.by_user,
+            "at": self.at,
+            "requestId": self.request_id,
+            "clientRequestId": self.client_request_id,
+        }
+
+
 class Tenant:
     """All directory state of one emulated tenant. Used from the server's event loop only."""
 
@@ -270,6 +298,7 @@ class Tenant:
         self.assignments: dict[str, AppRoleAssignment] = {}
         self.grants: dict[str, PermissionGrant] = {}
         self.revocations: list[Revocation] = []
+        self.account_changes: list[AccountChange] = []
         self.role_object_ids = {r.name: self._uuid() for r in DIRECTORY_ROLES}
         self._closure: dict[str, list[str]] = {}
         self.service_principals[GRAPH_SP_ID] = ServicePrincipal(
@@ -544,7 +573,18 @@ def seed(tenant: Tenant, users: int = 2000, groups: int = 20, group_size: int = 
 
     seed_activity(tenant)
     seed_privileged(tenant)
+    seed_hybrid(tenant)
     return tenant
+
+
+#: Users synchronised from on-premises AD (seeded last; members of no group).
+HYBRID_USERS: Final = ("hybrid.synced1", "hybrid.synced2")
+
+
+def seed_hybrid(tenant: Tenant) -> None:
+    """Users with ``onPremisesSyncEnabled``: Graph refuses to update their accountEnabled."""
+    for n, alias in enumerate(HYBRID_USERS, 1):
+        tenant.add_user(alias, f"Synced User {n} (sandbox)", department="Sales").on_premises_sync_enabled = True
 
 
 def seed_privileged(tenant: Tenant) -> None:

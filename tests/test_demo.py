@@ -32,6 +32,11 @@ def test_demo_runs_the_whole_chain_on_the_sandbox():
     assert revoked > 200
     assert f"verified: {revoked}; settled (journal said failed, but it happened): 0; not verified: 0" in result.stdout
     assert re.search(r"^excluded\s+1$", result.stdout, re.M), "the break-glass account was excluded"
+    # The dry run's excerpt names who would NOT be revoked, and why (issue 11 #24), not only counts.
+    dry_run = result.stdout[: re.search(r"^would revoke\s+\d+$", result.stdout, re.M).start()]
+    assert re.search(r"^excluded\s+\S+\s+breakglass1@", dry_run, re.M), dry_run
+    assert re.search(r"^skipped_external\s+\S+\s+\S+#ext#@\S+\s+external user", dry_run, re.M | re.I), dry_run
+    assert re.search(r"^\.\.\. \(\d+ users would be revoked; the dry run lists every one\)$", dry_run, re.M)
     journal = re.search(r"^journal: (\S+) \(0600", result.stdout, re.M).group(1)
     assert (ROOT / journal).exists()
     assert "BEGIN" not in result.stdout + result.stderr, "the demo must not print key material"

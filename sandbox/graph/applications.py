@@ -10,7 +10,7 @@ from typing import Any
 
 from sandbox import catalog
 from sandbox.graph import query
-from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
+from sandbox.graph.base import Caller, Context, GraphError, Request, Response, denied, not_found
 from sandbox.graph.routing import Router
 from sandbox.tenant import Application, ServicePrincipal, iso
 
@@ -24,6 +24,20 @@ def _listing(ctx: Context, request: Request, objects: Iterable[Any], context: st
 
 def _list_apps(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
     return _listing(ctx, request, ctx.tenant.applications.values(), "applications")
+
+
+def _caller_sp(ctx: Context, caller: Caller) -> str | None:
+    sp = ctx.tenant.sp_for_app(caller.app_id)
+    return sp.id if sp is not None else None
+
+
+def may_manage(ctx: Context, caller: Caller, owners: list[str]) -> None:
+    """Application.ReadWrite.All manages any application; Application.ReadWrite.OwnedBy the caller's own."""
+    if caller.has(catalog.WRITE_APPS):
+        return
+    if caller.has(catalog.WRITE_OWNED_APPS) and caller.user is None and _caller_sp(ctx, caller) in owners:
+        return
+    raise denied()
 
 
 def _create_app(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
@@ -44,6 +58,9 @@ def _create_app(ctx: Context, request: Request, caller: Caller, _: list[str]) ->
         raise GraphError(400, "Request_BadRequest", "Property 'displayName' is required.")
     for kc in body.get("keyCredentials") or []:
         app.key_credentials.append(_key_credential(ctx, kc))
+    owner = _caller_sp(ctx, caller) if caller.user is None else None
+    if owner is not None and not caller.has(catalog.WRITE_APPS):
+        app.owners.append(owner)  # created under Application.ReadWrite.OwnedBy: the caller owns it
     tenant.applications[app.id] = app
     return Response(201, app.to_graph())
 
@@ -83,6 +100,7 @@ def _app_item(ctx: Context, request: Request, caller: Caller, args: list[str]) -
         raise not_found(aid)
     if request.method == "GET":
         return Response(200, app.to_graph())
+    may_manage(ctx, caller, app.owners)
     if request.method == "DELETE":
         del ctx.tenant.applications[app.id]
         sp = ctx.tenant.sp_for_app(app.app_id)
@@ -118,6 +136,7 @@ def _create_sp(ctx: Context, request: Request, caller: Caller, _: list[str]) -> 
             "Request_BadRequest",
             f"The appId '{body.get('appId')}' of the service principal does not reference a valid application object.",
         )
+    may_manage(ctx, caller, app.owners)
     if tenant.sp_for_app(app.app_id) is not None:
         raise GraphError(409, "Request_MultipleObjectsWithSameKeyValue", "The service principal already exists.")
     sp = ServicePrincipal(
@@ -126,6 +145,7 @@ def _create_sp(ctx: Context, request: Request, caller: Caller, _: list[str]) -> 
         display_name=app.display_name,
         app_role_assignment_required=bool(body.get("appRoleAssignmentRequired")),
         tags=list(body.get("tags") or []),
+        owners=list(app.owners),
     )
     tenant.service_principals[sp.id] = sp
     return Response(201, sp.to_graph())
@@ -149,21 +169,41 @@ def _sp_item(ctx: Context, request: Request, caller: Caller, args: list[str]) ->
         return Response(200, sp.to_graph())
     if sp.id == catalog.GRAPH_SP_ID:
         raise GraphError(403, "Authorization_RequestDenied", "Microsoft Graph's service principal cannot be deleted.")
+    may_manage(ctx, caller, sp.owners)
     delete_sp(ctx, sp)
     return Response(204)
 
 
-def _add_owner(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:
+def _add_owner(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
+    """owners/$ref: Application.ReadWrite.OwnedBy (on its own objects) or .All, and Directory.Read.All."""
+    collection, object_id = args
+    tenant = ctx.tenant
+    target = (tenant.applications if collection == "applications" else tenant.service_principals).get(object_id.lower())
+    if target is None:
+        raise not_found(object_id)
+    if not caller.has(catalog.READ_DIRECTORY_FOR_APPS - {"Application.Read.All", "Application.ReadWrite.All"}):
+        raise denied()
+    may_manage(ctx, caller, target.owners)
+    owner = str((request.body or {}).get("@odata.id", "")).rstrip("/").rsplit("/", 1)[-1].lower()
+    if owner not in tenant.service_principals and owner not in tenant.users_by_id:
+        raise not_found(owner)
+    if owner not in target.owners:  # adding a present owner again is accepted here (assumption)
+        target.owners.append(owner)
     return Response(204)
 
 
 def register(router: Router) -> None:
     router.add("GET", "applications", _list_apps, catalog.READ_APPS)
-    router.add("POST", "applications", _create_app, catalog.WRITE_APPS)
+    router.add("POST", "applications", _create_app, catalog.WRITE_APPS | catalog.WRITE_OWNED_APPS)
     router.add("GET", "applications/{}", _app_item, catalog.READ_APPS)
-    router.add("PATCH DELETE", "applications/{}", _app_item, catalog.WRITE_APPS)
-    router.add("POST", "applications|servicePrincipals/{}/owners/$ref", _add_owner, catalog.WRITE_APPS)
+    router.add("PATCH DELETE", "applications/{}", _app_item, catalog.WRITE_APPS | catalog.WRITE_OWNED_APPS)
+    router.add(
+        "POST",
+        "applications|servicePrincipals/{}/owners/$ref",
+        _add_owner,
+        catalog.WRITE_APPS | catalog.WRITE_OWNED_APPS,
+    )
     router.add("GET", "servicePrincipals", _list_sps, catalog.READ_APPS)
-    router.add("POST", "servicePrincipals", _create_sp, catalog.WRITE_APPS)
+    router.add("POST", "servicePrincipals", _create_sp, catalog.WRITE_APPS | catalog.WRITE_OWNED_APPS)
     router.add("GET", "servicePrincipals/{}", _sp_item, catalog.READ_APPS)
-    router.add("DELETE", "servicePrincipals/{}", _sp_item, catalog.WRITE_APPS)
+    router.add("DELETE", "servicePrincipals/{}", _sp_item, catalog.WRITE_APPS | catalog.WRITE_OWNED_APPS)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sandbox import catalog
-from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
+from sandbox.graph.base import Caller, Context, GraphError, Request, Response, denied, not_found
 from sandbox.graph.routing import Router
 from sandbox.tenant import AppRoleAssignment, PermissionGrant
 
@@ -12,6 +12,9 @@ DEFAULT_ACCESS = "00000000-0000-0000-0000-000000000000"  # the app role id of "d
 
 def _assign(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
     resource_id, body, tenant = args[0], request.body or {}, ctx.tenant
+    # "AppRoleAssignment.ReadWrite.All and Application.Read.All" (or Directory.Read.All), as Graph lists it
+    if not caller.has(catalog.READ_DIRECTORY_FOR_APPS):
+        raise denied()
     resource = tenant.service_principals.get(resource_id.lower())
     if resource is None:
         raise not_found(resource_id)

@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from sandbox import catalog
+from sandbox.graph.applications import may_manage
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
 from sandbox.graph.routing import Router
 from sandbox.tenant import Application
@@ -91,6 +92,8 @@ def _graph(ctx: Context, app: Application, fic: dict[str, Any]) -> dict[str, Any
 
 def _collection(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
     app = _app(ctx, args[0])
+    if request.method != "GET":
+        may_manage(ctx, caller, app.owners)  # Application.ReadWrite.OwnedBy: only its own applications
     if request.method == "GET":
         context = ctx.context_url(f"applications('{app.id}')/federatedIdentityCredentials")
         return Response(200, {"@odata.context": context, "value": [dict(f) for f in app.federated_credentials]})
@@ -114,6 +117,7 @@ def _item(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Re
     fic = _find(app, args[1])
     if request.method == "GET":
         return Response(200, _graph(ctx, app, fic))
+    may_manage(ctx, caller, app.owners)
     if request.method == "DELETE":
         app.federated_credentials.remove(fic)
         return Response(204)
@@ -123,6 +127,7 @@ def _item(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Re
 
 def register(router: Router) -> None:
     router.add("GET", "applications/{}/federatedIdentityCredentials", _collection, catalog.READ_APPS)
-    router.add("POST", "applications/{}/federatedIdentityCredentials", _collection, catalog.WRITE_APPS)
+    writers = catalog.WRITE_APPS | catalog.WRITE_OWNED_APPS  # OwnedBy is Graph's least privileged
+    router.add("POST", "applications/{}/federatedIdentityCredentials", _collection, writers)
     router.add("GET", "applications/{}/federatedIdentityCredentials/{}", _item, catalog.READ_APPS)
-    router.add("PATCH DELETE", "applications/{}/federatedIdentityCredentials/{}", _item, catalog.WRITE_APPS)
+    router.add("PATCH DELETE", "applications/{}/federatedIdentityCredentials/{}", _item, writers)

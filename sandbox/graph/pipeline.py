@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import jwt
 
-from sandbox.graph import applications, consent, federated, groups, roles, users
+from sandbox.graph import accounts, applications, consent, federated, groups, roles, users
 from sandbox.graph.base import Caller, Context, Faults, GraphError, GraphSettings, Request, Response
 from sandbox.graph.batch import run_batch
 from sandbox.graph.costs import request_cost
@@ -24,7 +24,7 @@ from sandbox.throttle import ThrottleKind, ThrottleModel
 
 def build_router() -> Router:
     router = Router()
-    for module in (users, groups, roles, applications, federated, consent):
+    for module in (users, accounts, groups, roles, applications, federated, consent):
         module.register(router)
     return router
 

@@ -42,7 +42,12 @@ class Running:
         self.info: dict[str, Any] = sandbox.info
         self.ca = self.info["caBundle"]
         self.tls = ssl.create_default_context(cafile=self.ca)
-        self.control = httpx.Client(base_url=self.info["controlEndpoint"], verify=self.tls, timeout=30)
+        self.control = httpx.Client(
+            base_url=self.info["controlEndpoint"],
+            verify=self.tls,
+            timeout=30,
+            headers={"Authorization": f"Bearer {self.info['controlToken']}"},
+        )
         self.http = httpx.Client(base_url=self.info["graphEndpoint"], verify=self.tls, timeout=30)
 
     def app(

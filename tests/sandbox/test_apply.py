@@ -16,6 +16,7 @@ import pytest
 from revoke_ops.bundle import load_bundle
 from sandbox import catalog
 from sandbox.apply import ApplyError, apply
+from sandbox.server import DEPLOYER_ROLES
 from tests.provisioning.conftest import ROOT
 from tests.sandbox.conftest import Running, claims
 from tests.sandbox.test_identity import device_code_token
@@ -106,8 +107,11 @@ def test_apply_twice_replaces_the_previous_apply(sandbox: Running, tmp_path: Pat
     stack = "twice"
     config = {"azuread:tenantId": sandbox.info["tenantId"], "revoke-sessions:displayName": "revoker twice"}
     directory = project(tmp_path, stack, config)
-    first = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "1.json", directory)
-    second = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "2.json", directory)
+    replaced: list[str] = []
+    first = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "1.json", directory, replaced=replaced)
+    assert replaced == []
+    second = apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "2.json", directory, replaced=replaced)
+    assert replaced == [first["applicationObjectId"]], "the caller is told the previous app was deleted"
     tenant = sandbox.sandbox.tenant
     assert tenant.app_by_app_id(first["clientId"]) is None
     assert tenant.sp_for_app(first["clientId"]) is None
@@ -138,6 +142,19 @@ def test_bad_stack_config_is_refused_before_the_tenant_changes(
         apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "b.json", project(tmp_path, stack, config))
     assert directory_objects() == before, "nothing was created in the tenant"
     assert not (tmp_path / "b.json").exists(), "no bundle for a stack that was not applied"
+
+
+def test_every_problem_of_a_bad_stack_config_is_shown(sandbox: Running, tmp_path: Path):
+    stack = "twobad"
+    config = {
+        "azuread:tenantId": sandbox.info["tenantId"],
+        "revoke-sessions:permissionMode": "app",
+        "revoke-sessions:readPermission": "User.Read.All",
+    }
+    with pytest.raises(ApplyError) as info:
+        apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "b.json", project(tmp_path, stack, config))
+    assert "permissionMode must be one of application, delegated, both" in str(info.value)
+    assert "did you mean revoke-sessions:readPermissions" in str(info.value)
 
 
 def test_apply_without_a_running_sandbox(tmp_path: Path):
@@ -173,7 +190,9 @@ def test_serve_command_writes_sandbox_json_and_stops_cleanly(tmp_path: Path):
                 break
         printed = json.loads("".join(lines))
         written = json.loads((tmp_path / "sandbox.json").read_text())
-        assert printed == written
+        assert "controlToken" not in printed, "the control token is only in sandbox.json (0600)"
+        assert printed == {k: v for k, v in written.items() if k != "controlToken"}
+        assert len(written["controlToken"]) >= 40
         assert written["tenantId"] == "5a1db0c5-0000-4000-8000-00000000beef"
         assert set(written) >= {
             "tenantId",
@@ -189,6 +208,7 @@ def test_serve_command_writes_sandbox_json_and_stops_cleanly(tmp_path: Path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
         assert not (tmp_path / "sandbox.json").exists()
+        assert not (tmp_path / "server.pem").exists() and not (tmp_path / "deployer.pem").exists()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -215,3 +235,30 @@ def test_the_bulk_group_has_n_transitive_members_half_of_them_nested():
     assert len(users) == len(set(users)) == 1000
     direct_users = [m for m in group.members if m in tenant.users_by_id]
     assert len(direct_users) == 500, "the other half come through nested groups"
+
+
+def test_the_deployer_holds_exactly_the_least_set(sandbox: Running):
+    tenant = sandbox.sandbox.tenant
+    deployer = tenant.sp_for_app(sandbox.info["deployer"]["clientId"])
+    assert tenant.granted_roles(deployer.id) == sorted(DEPLOYER_ROLES)
+
+
+@pytest.mark.parametrize("permission", DEPLOYER_ROLES)
+def test_apply_without_one_deployer_permission_fails_naming_it(sandbox: Running, tmp_path: Path, permission: str):
+    tenant = sandbox.sandbox.tenant
+    deployer = tenant.sp_for_app(sandbox.info["deployer"]["clientId"])
+    role_id = catalog.BY_NAME[permission].role_id
+    removed = next(a for a in tenant.assignments.values() if a.principal_id == deployer.id and a.app_role_id == role_id)
+    sandbox.sandbox.call(tenant.assignments.pop, removed.id)
+    stack = "least"
+    config = {
+        "azuread:tenantId": sandbox.info["tenantId"],
+        "revoke-sessions:displayName": "revoker least",
+        "revoke-sessions:permissionMode": "both",  # delegated too: a permission grant is made
+    }
+    try:
+        with pytest.raises(ApplyError) as info:
+            apply(Path(sandbox.sandbox.state_dir), stack, tmp_path / "l.json", project(tmp_path, stack, config))
+    finally:
+        sandbox.sandbox.call(tenant.assignments.__setitem__, removed.id, removed)
+    assert "-> 403" in str(info.value) and permission in str(info.value).split("the deployer needs", 1)[1]

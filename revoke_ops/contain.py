@@ -1,0 +1,467 @@
+"""Containment: block sign-in (``accountEnabled`` false), then revoke sessions — and undo it.
+
+A contain run is a revocation run (:mod:`revoke_ops.run`: the same targets, exclusions, dry run,
+confirmation, journal, resume and pacing) whose engine, for every batch of users, first reads each
+account's state (journaled: the before-state ``--undo`` relies on), then sends a batch of
+``PATCH /users/{id}`` ``{"accountEnabled": false}`` and only when that batch is answered the batch
+of ``revokeSignInSessions``: separate batches, because Graph may run a batch's items in any order
+and ``dependsOn`` would fail the revocation (424) when the disable fails. Both phases take their
+writes from the one pacer: two writes per user.
+
+Never disabled, whatever the input: break-glass exclusions, the signed-in operator of a delegated
+run, and the last enabled Global Administrator. A user whose disable fails is still revoked and
+reported as not contained (exit 1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from revoke_ops.credentials import Identity, token_claims
+from revoke_ops.directory import Capabilities, Exclusions
+from revoke_ops.engine import Engine, Send, Summary
+from revoke_ops.errors import AuthError, TransientAuthError, TransportError, UnreadableResponseError
+from revoke_ops.graph import BatchItem, GraphSession, user_path
+from revoke_ops.journal import now_iso
+from revoke_ops.pacer import Pacer
+from revoke_ops.request import RevokeRequest
+from revoke_ops.run import Confirmation, Prepared, RunResult, run_request
+
+__all__ = [
+    "DISABLE_PERMISSIONS",
+    "GLOBAL_ADMINISTRATOR",
+    "ContainConfirmation",
+    "ContainEngine",
+    "ContainRequest",
+    "ContainResult",
+    "Step",
+    "contain",
+    "patch_accounts",
+]
+
+log = logging.getLogger(__name__)
+
+#: What lets a token update accountEnabled (least privileged first; Graph "Update user").
+DISABLE_PERMISSIONS = frozenset({"User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})
+GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"  # the role's template id, the same in every tenant
+ON_PREMISES_MARK = "on-premises mastered"  # in Graph's 400 for users synchronised from AD
+
+FORBIDDEN_REASON = (
+    "Graph refuses to change accountEnabled of a user holding an admin role with this permission: it needs "
+    "an admin role held by the app (app-only) or Directory.AccessAsUser.All and a sufficiently privileged "
+    "signed-in operator (delegated). Sessions were still revoked; disable this account in the Entra admin center"
+)
+ON_PREMISES_REASON = (
+    "synchronised from on-premises Active Directory: Entra refuses cloud changes to it (and a sync would "
+    "revert them). Sessions were still revoked; disable the account in AD and let it sync"
+)
+
+
+class Step(StrEnum):
+    """What happened to one user's account (the disable step); ``revoked`` etc. stay the revoke outcome."""
+
+    DISABLED = "disabled"
+    ALREADY_DISABLED = "already_disabled"
+    FORBIDDEN = "forbidden"
+    ON_PREMISES = "on_premises_synced"
+    NOT_FOUND = "not_found"
+    LAST_GLOBAL_ADMIN = "last_global_admin"
+    OPERATOR = "operator_not_disabled"
+    EXCLUDED = "excluded"
+    FAILED = "failed"
+    ENABLED = "enabled"  # undo
+    NOT_DISABLED_NOW = "no_longer_disabled"  # undo: someone enabled it since; left alone
+
+
+#: Steps after which the account cannot sign in (the user counts as contained when also revoked).
+CONTAINED = frozenset({Step.DISABLED, Step.ALREADY_DISABLED})
+#: Steps that are a deliberate choice, not a failure (exit 0 when nothing else failed).
+CHOSEN = frozenset({Step.OPERATOR, Step.EXCLUDED})
+
+
+@dataclass
+class ContainRequest(RevokeRequest):
+    """A contain run: a :class:`RevokeRequest` whose users are also blocked from signing in first."""
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "command": "contain"}
+
+
+@dataclass(frozen=True)
+class ContainConfirmation(Confirmation):
+    """The question of a contain run: it blocks sign-in, two writes per user."""
+
+    def question(self) -> str:
+        text = super().question()
+        text = text.replace(
+            "Resume revoking the sign-in sessions of", "Resume blocking sign-in for and revoking the sessions of", 1
+        )
+        text = text.replace("Revoke the sign-in sessions of", "Block sign-in for and revoke the sessions of", 1)
+        return text.replace("at the write budget", "at the write budget, two writes per user", 1)
+
+
+@dataclass
+class StepRecord:
+    ref: str
+    step: Step
+    code: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    sent_at: str | None = None
+
+
+@dataclass
+class ContainSummary:
+    steps: Counter[str] = field(default_factory=Counter)
+    not_contained: list[dict[str, Any]] = field(default_factory=list)  # at most 1,000 kept for display
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": dict(self.steps)}
+
+
+@dataclass
+class ContainResult(RunResult):
+    contain: ContainSummary = field(default_factory=ContainSummary)
+
+    @property
+    def exit_code(self) -> int:
+        failed = sum(v for k, v in self.contain.steps.items() if Step(k) not in CONTAINED | CHOSEN)
+        return 1 if failed else super().exit_code
+
+
+async def patch_accounts(
+    session: GraphSession,
+    pacer: Pacer,
+    refs: list[str],
+    enabled: bool,
+    *,
+    max_attempts: int,
+    on_attempt: Callable[[list[str], str], None] | None = None,
+) -> dict[str, StepRecord]:
+    """PATCH ``accountEnabled`` of up to 20 users in one ``$batch`` (items retried on 429/5xx).
+
+    Every item carries its body and ``Content-Type`` (Graph refuses write items without). Writes
+    come from ``pacer``. Returns each ref's step.
+    """
+    done: dict[str, StepRecord] = {}
+    pending = list(refs)
+    attempt = 0
+    while pending:
+        attempt += 1
+        await pacer.acquire(len(pending))
+        crid = str(uuid.uuid4())
+        sent_at = now_iso()
+        if on_attempt is not None:
+            on_attempt(pending, crid)
+        items = [
+            BatchItem(str(n + 1), "PATCH", user_path(ref), {"accountEnabled": enabled}) for n, ref in enumerate(pending)
+        ]
+        retry: list[str] = []
+        pause = 0.0
+        try:
+            response = await session.batch(items, client_request_id=crid)
+        except (TransientAuthError, TransportError) as err:
+            retry, pause = list(pending), 2.0**attempt
+            reason = str(err)
+        except AuthError as err:
+            for ref in pending:
+                done[ref] = StepRecord(ref, Step.FAILED, "NoToken", None, str(err), None, crid, sent_at)
+            return done
+        except UnreadableResponseError as err:
+            for ref in pending:
+                why = f"{err}; the change may have happened: check the account"
+                done[ref] = StepRecord(ref, Step.FAILED, "UnreadableResponse", None, why, None, crid, sent_at)
+            return done
+        else:
+            raw = response.body.get("responses") if isinstance(response.body, dict) else None
+            if response.status != 200 or not isinstance(raw, list):
+                retry, pause = list(pending), response.retry_after() or 2.0**attempt
+                reason = f"HTTP {response.status} for the whole $batch"
+            else:
+                by_id = {str(a.get("id")): a for a in raw if isinstance(a, dict)}
+                for n, ref in enumerate(pending):
+                    answer = by_id.get(str(n + 1)) or {}
+                    status = int(answer.get("status") or 0)
+                    raw_body = answer.get("body")
+                    body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+                    raw_error = body.get("error")
+                    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+                    code, message = error.get("code"), str(error.get("message") or "")
+                    headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
+                    rid = headers.get("request-id")
+                    if status in (200, 204):
+                        step = Step.DISABLED if not enabled else Step.ENABLED
+                        done[ref] = StepRecord(ref, step, None, status, None, rid, crid, sent_at)
+                    elif status == 429 or status >= 500 or status == 0:
+                        retry.append(ref)
+                        after = headers.get("retry-after")
+                        pause = max(pause, float(after) if after and after.isdigit() else 2.0**attempt)
+                        reason = f"HTTP {status} {code or ''}".strip()
+                    elif status == 403:
+                        done[ref] = StepRecord(ref, Step.FORBIDDEN, code, status, FORBIDDEN_REASON, rid, crid, sent_at)
+                    elif status == 400 and ON_PREMISES_MARK in message.lower():
+                        done[ref] = StepRecord(
+                            ref, Step.ON_PREMISES, code, status, ON_PREMISES_REASON, rid, crid, sent_at
+                        )
+                    elif status == 404:
+                        done[ref] = StepRecord(ref, Step.NOT_FOUND, code, status, message, rid, crid, sent_at)
+                    else:
+                        done[ref] = StepRecord(ref, Step.FAILED, code, status, message, rid, crid, sent_at)
+        if retry and attempt >= max_attempts:
+            for ref in retry:
+                done[ref] = StepRecord(
+                    ref, Step.FAILED, "Retries", None, f"still failing: {reason}", None, crid, sent_at
+                )
+            return done
+        if retry:
+            pacer.pause(min(pause, 60.0))
+        pending = retry
+    return done
+
+
+class ContainEngine(Engine):
+    """The revocation engine with a disable phase before each revocation batch."""
+
+    def __init__(
+        self,
+        *args: Any,
+        exclusions: Exclusions,
+        operator_id: str | None,
+        global_admins: set[str] | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.exclusions = exclusions
+        self.operator_id = operator_id
+        #: enabled Global Administrators (ids), None when they could not be read
+        self.global_admins = global_admins
+        self.contain = ContainSummary()
+        self._was_admin: set[str] = set()  # Global Administrators counted as disabled in this run
+
+    async def _send(self, batch: list[Send]) -> None:
+        if not self.options.dry_run and not self.summary.stopped:
+            await self._disable(batch)
+        await super()._send(batch)
+
+    async def _disable(self, batch: list[Send]) -> None:
+        assert self.session is not None
+        steps: dict[str, StepRecord] = {}
+        candidates: list[Send] = []
+        for item in batch:
+            if self.exclusions.excludes(item.id, item.upn):
+                steps[item.ref] = StepRecord(item.ref, Step.EXCLUDED, reason="break-glass exclusion: never disabled")
+            elif item.last or (item.id is not None and item.id == self.operator_id):
+                why = "the signed-in operator is never disabled (their sessions are revoked last)"
+                steps[item.ref] = StepRecord(item.ref, Step.OPERATOR, reason=why)
+            else:
+                candidates.append(item)
+        before = await self._read_states(candidates)
+        to_send: list[Send] = []
+        for item in candidates:
+            state = before.get(item.ref)
+            if state is False:
+                steps[item.ref] = StepRecord(item.ref, Step.ALREADY_DISABLED, reason="accountEnabled was already false")
+            elif self._last_global_admin(item):
+                steps[item.ref] = StepRecord(
+                    item.ref,
+                    Step.LAST_GLOBAL_ADMIN,
+                    reason="the last enabled Global Administrator is never disabled (the tenant would have no "
+                    "administrator left); sessions were still revoked",
+                )
+            else:
+                to_send.append(item)
+        if to_send:
+
+            def attempt(refs: list[str], crid: str) -> None:
+                if self.journal is not None:
+                    self.journal.write(
+                        {"type": "disable-attempt", "at": now_iso(), "users": refs, "clientRequestId": crid}
+                    )
+                    self.journal.sync()
+
+            self.summary.requests += 1
+            sent = await patch_accounts(
+                self.session,
+                self.pacer,
+                [i.ref for i in to_send],
+                False,
+                max_attempts=self.options.max_attempts,
+                on_attempt=attempt,
+            )
+            steps.update(sent)
+            for item in to_send:
+                failed = sent[item.ref].step is not Step.DISABLED
+                if failed and self.global_admins is not None and item.id in self._was_admin:
+                    self.global_admins.add(str(item.id))  # not disabled after all: still an enabled admin
+        for item in batch:
+            self._step(item, steps[item.ref], before.get(item.ref))
+        if self.journal is not None:
+            self.journal.sync()
+
+    def _last_global_admin(self, item: Send) -> bool:
+        admins = self.global_admins
+        if admins is None or item.id is None or item.id not in admins:
+            return False
+        if len(admins) <= 1:
+            return True
+        admins.discard(item.id)  # counted as disabled from now on (put back if the disable fails)
+        self._was_admin.add(item.id)
+        return False
+
+    async def _read_states(self, items: list[Send]) -> dict[str, bool | None]:
+        """Each account's accountEnabled before the change (None: could not be read)."""
+        if not items:
+            return {}
+        assert self.session is not None
+        reads = [
+            BatchItem(str(n + 1), "GET", f"{user_path(i.ref)}?$select=id,accountEnabled,onPremisesSyncEnabled")
+            for n, i in enumerate(items)
+        ]
+        try:
+            answers = await self.session.batch_read(reads)
+        except (AuthError, TransportError, UnreadableResponseError) as err:
+            log.warning("reading the accounts' state failed (%s): their before-state is recorded as unknown", err)
+            return {}
+        states: dict[str, bool | None] = {}
+        for read, item in zip(reads, items, strict=True):
+            answer = answers.get(read.id) or {}
+            body = answer.get("body")
+            value = body.get("accountEnabled") if answer.get("status") == 200 and isinstance(body, dict) else None
+            states[item.ref] = value if isinstance(value, bool) else None
+        return states
+
+    def _step(self, item: Send, record: StepRecord, before: bool | None) -> None:
+        self.contain.steps[str(record.step)] += 1
+        row = {
+            "id": item.id,
+            "upn": item.upn,
+            "target": item.target,
+            "step": str(record.step),
+            "before": before,
+            "code": record.code,
+            "status": record.status,
+            "reason": record.reason,
+            "requestId": record.request_id,
+            "clientRequestId": record.client_request_id,
+            "sentAt": record.sent_at,
+        }
+        if record.step not in CONTAINED | CHOSEN and len(self.contain.not_contained) < 1000:
+            self.contain.not_contained.append({k: v for k, v in row.items() if v is not None})
+        if self.journal is not None:
+            self.journal.write({"type": "disable", "at": now_iso(), **{k: v for k, v in row.items() if v is not None}})
+
+
+class _TwoWritePacer(Pacer):
+    """The ETA of a contain run: every user takes two writes (disable, revoke)."""
+
+    def eta(self, remaining: int) -> float:
+        return super().eta(remaining * 2)
+
+
+async def _enabled_global_admins(session: GraphSession, caps: Capabilities) -> set[str] | None:
+    """The enabled Global Administrators' ids, or None when they cannot be read."""
+    if not caps.read_roles:
+        return None
+    roles = await session.read("/directoryRoles?$select=id,roleTemplateId", page=True)
+    if roles.status != 200:
+        return None
+    role_id = next(
+        (r.get("id") for r in roles.body.get("value", []) if r.get("roleTemplateId") == GLOBAL_ADMINISTRATOR), None
+    )
+    if role_id is None:
+        return None
+    members = await session.read(f"/directoryRoles/{role_id}/members?$select=id,accountEnabled", page=True)
+    if members.status != 200 or members.body.get("@odata.nextLink"):
+        return None  # more than a page of Global Administrators: never the last one
+    return {
+        str(m["id"]).lower()
+        for m in members.body.get("value", [])
+        if m.get("id") and m.get("accountEnabled") is not False and "user" in str(m.get("@odata.type", "user"))
+    }
+
+
+def _check_disable_permission(caps: Capabilities, identity: Identity) -> None:
+    if caps.permissions & DISABLE_PERMISSIONS:
+        return
+    raise AuthError(
+        "the token does not carry User.EnableDisableAccount.All, which `contain` needs to block sign-in: add "
+        "containmentPermissions: [User.EnableDisableAccount.All, User.Read.All] to the stack and run `pulumi up` "
+        f"(consent takes a few minutes to replicate). Credentials: {identity.description}",
+        code="Authorization_RequestDenied",
+    )
+
+
+async def contain(
+    identity: Identity,
+    request: ContainRequest,
+    *,
+    confirm: Callable[[Confirmation], bool] | None = None,
+    on_progress: Callable[[Summary], None] | None = None,
+    on_would_revoke: Callable[[dict[str, Any]], None] | None = None,
+    on_settled: Callable[[dict[str, Any]], None] | None = None,
+) -> ContainResult:
+    """Block sign-in for, then revoke the sessions of, the request's users (or a dry run).
+
+    Like :func:`revoke_ops.run.revoke` (same phases, confirmation, journal and resume); the result
+    adds each user's disable step. Exit code 1 when any user was not contained.
+
+    :raises AuthError: the token cannot update accountEnabled (nothing changed).
+    """
+    engines: list[ContainEngine] = []
+
+    async def setup(prepared: Prepared) -> Callable[..., Engine]:
+        token = await prepared.identity.token()
+        caps = Capabilities.from_claims(token_claims(token.token))
+        if not prepared.request.dry_run:
+            _check_disable_permission(caps, prepared.identity)
+        admins = await _enabled_global_admins(prepared.session, caps)
+        warnings = list(prepared.confirmation.warnings)
+        if admins is None:
+            warnings.append(
+                "the Global Administrators cannot be read (RoleManagement.Read.Directory): the last enabled one "
+                "cannot be recognised; app-only runs cannot disable admins anyway (Graph refuses)"
+            )
+        conf = prepared.confirmation
+        eta = None
+        if conf.targets is not None:
+            budget = prepared.request.engine
+            eta = max(0.0, 2 * conf.targets - budget.write_burst) / budget.write_rate
+        fields = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
+        prepared.confirmation = ContainConfirmation(**{**fields, "eta_seconds": eta, "warnings": tuple(warnings)})
+
+        def factory(*args: Any, **kwargs: Any) -> Engine:
+            engine = ContainEngine(
+                *args,
+                exclusions=prepared.plan.exclusions,
+                operator_id=prepared.plan.operator_id,
+                global_admins=admins,
+                **kwargs,
+            )
+            engine.pacer = _TwoWritePacer(engine.clock, engine.options.write_burst, engine.options.write_rate)
+            engine.summary.pacer = engine.pacer
+            engines.append(engine)
+            return engine
+
+        return factory
+
+    result = await run_request(
+        identity,
+        request,
+        confirm=confirm,
+        on_progress=on_progress,
+        on_would_revoke=on_would_revoke,
+        on_settled=on_settled,
+        setup=setup,
+    )
+    summary = engines[0].contain if engines else ContainSummary()
+    fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)}
+    return ContainResult(**fields, contain=summary)

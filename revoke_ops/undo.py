@@ -1,0 +1,164 @@
+"""``contain --undo``: re-enable exactly the accounts one contain run disabled.
+
+From the run's journal, the accounts whose disable line says ``disabled`` with a before-state of
+enabled (never one the run found disabled, skipped or failed). Each is read again first and left
+alone when it is no longer disabled. Graph offers no conditional update for users (no ETag/If-Match
+on user PATCH): an account someone else disabled on purpose since the run cannot be told apart, and
+the confirmation says so. The undo keeps its own journal beside the run's.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from revoke_ops import __version__
+from revoke_ops.contain import Step, StepRecord, patch_accounts
+from revoke_ops.credentials import Identity
+from revoke_ops.engine import EngineOptions
+from revoke_ops.errors import InputError
+from revoke_ops.graph import BatchItem, GraphSession, user_path
+from revoke_ops.journal import Journal, now_iso, read_journal
+from revoke_ops.pacer import Pacer
+from revoke_ops.retry import RealClock
+
+__all__ = ["UNDETECTABLE", "UndoPlan", "UndoResult", "undo_contain"]
+
+log = logging.getLogger(__name__)
+
+UNDETECTABLE = (
+    "a change made by someone else since the run (an account disabled on purpose in between) cannot be "
+    "detected: Graph offers no conditional update for users"
+)
+OK = frozenset({Step.ENABLED, Step.NOT_DISABLED_NOW})
+
+
+@dataclass(frozen=True)
+class UndoPlan:
+    """What the operator confirms before anything is re-enabled."""
+
+    tenant_id: str
+    journal: Path
+    to_enable: int
+    no_longer_disabled: int
+
+    def question(self) -> str:
+        return (
+            f"Re-enable {self.to_enable} account(s) the contain run {self.journal} disabled in tenant {self.tenant_id} "
+            f"({self.no_longer_disabled} already enabled again are left alone)? Note: {UNDETECTABLE}. [y/N] "
+        )
+
+
+@dataclass
+class UndoResult:
+    steps: Counter[str] = field(default_factory=Counter)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    journal: Path | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if any(Step(k) not in OK for k, v in self.steps.items() if v) else 0
+
+
+def _candidates(path: Path, tenant_id: str) -> list[dict[str, Any]]:
+    state = read_journal(path)
+    spec = state.header.get("spec") or {}
+    if spec.get("command") != "contain":
+        raise InputError(f"--undo --journal {path}: not the journal of a `revoke-ops contain` run (nothing to undo)")
+    if state.header.get("tenant") != tenant_id:
+        raise InputError(
+            f"the journal {path} is for tenant {state.header.get('tenant')}, these credentials for {tenant_id}"
+        )
+    return [r for r in state.disables.values() if r.get("step") == Step.DISABLED and r.get("before") is True]
+
+
+async def _states(session: GraphSession, ids: list[str]) -> dict[str, bool | None]:
+    states: dict[str, bool | None] = {}
+    for start in range(0, len(ids), 20):
+        chunk = ids[start : start + 20]
+        reads = [BatchItem(str(n + 1), "GET", f"{user_path(i)}?$select=id,accountEnabled") for n, i in enumerate(chunk)]
+        answers = await session.batch_read(reads)
+        for read, uid in zip(reads, chunk, strict=True):
+            answer = answers.get(read.id) or {}
+            body = answer.get("body")
+            value = body.get("accountEnabled") if answer.get("status") == 200 and isinstance(body, dict) else None
+            states[uid] = value if isinstance(value, bool) else None
+    return states
+
+
+async def undo_contain(
+    identity: Identity,
+    journal: Path,
+    *,
+    confirm: Callable[[UndoPlan], bool] | None = None,
+    engine: EngineOptions | None = None,
+    http_timeout: float = 30.0,
+    undo_journal: Path | None = None,
+) -> UndoResult:
+    """Re-enable the accounts the contain run recorded in ``journal`` as disabled by it.
+
+    :param confirm: asked with an :class:`UndoPlan`; False stops before anything changes.
+    :raises InputError: not a contain journal, another tenant, or stopped at the confirmation.
+    """
+    options = engine or EngineOptions()
+    records = _candidates(journal, identity.tenant_id)
+    result = UndoResult(warnings=[UNDETECTABLE])
+    async with GraphSession(identity, timeout=http_timeout) as session:
+        states = await _states(session, [r["id"] for r in records])
+        to_enable = [r for r in records if states.get(r["id"]) is False]
+        plan = UndoPlan(identity.tenant_id, journal, len(to_enable), sum(1 for r in records if states.get(r["id"])))
+        if confirm is not None and to_enable and not confirm(plan):
+            raise InputError("stopped at the confirmation: nothing was changed")
+        path = undo_journal or journal.with_name(journal.name.removesuffix(".jsonl") + ".undo.jsonl")
+        out = Journal(path)
+        result.journal = path
+        try:
+            out.header(
+                tool=f"revoke-ops {__version__}",
+                tenant=identity.tenant_id,
+                clientId=identity.client_id,
+                credential=identity.kind,
+                command="contain-undo",
+                undoes=str(journal),
+                note=UNDETECTABLE,
+            )
+            for record in records:
+                state = states.get(record["id"])
+                if state is not False:
+                    step = Step.NOT_DISABLED_NOW if state else Step.FAILED
+                    why = "enabled again since the run: left alone" if state else "its state could not be read"
+                    _row(result, out, record, StepRecord(record["id"], step, reason=why))
+            pacer = Pacer(RealClock(), options.write_burst, options.write_rate)
+            for start in range(0, len(to_enable), 20):
+                chunk = to_enable[start : start + 20]
+                sent = await patch_accounts(
+                    session, pacer, [r["id"] for r in chunk], True, max_attempts=options.max_attempts
+                )
+                for record in chunk:
+                    _row(result, out, record, sent[record["id"]])
+            out.end({"steps": dict(result.steps)}, completed=True)
+        finally:
+            out.close()
+    return result
+
+
+def _row(result: UndoResult, journal: Journal, record: dict[str, Any], step: StepRecord) -> None:
+    result.steps[str(step.step)] += 1
+    row = {
+        "id": record["id"],
+        "upn": record.get("upn"),
+        "step": str(step.step),
+        "code": step.code,
+        "status": step.status,
+        "reason": step.reason,
+        "requestId": step.request_id,
+        "clientRequestId": step.client_request_id,
+    }
+    row = {k: v for k, v in row.items() if v is not None}
+    result.rows.append(row)
+    journal.write({"type": "enable", "at": now_iso(), **row})
