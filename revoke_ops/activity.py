@@ -252,13 +252,15 @@ async def _pages(session: GraphSession, url: str, pacer: ReadPacer) -> AsyncIter
     next_url: str | None = url
     while next_url:
         await pacer.wait()
-        response = await session.read(next_url)
+        # page=True: a 200 without a 'value' list is unreadable (retried, then a ServiceError), never
+        # the end of the listing (issue 10 #1).
+        response = await session.read(next_url, page=True)
         if response.status != 200 or not isinstance(response.body, dict):
             reason = unavailable_reason(response.status, response.error_code, response.error_message)
             if reason:
                 raise ActivityUnavailableError(reason)
             raise GraphRequestError(response, next_url)
-        yield list(response.body.get("value", []))
+        yield list(response.body["value"])
         next_url = response.body.get("@odata.nextLink")
 
 

@@ -326,7 +326,10 @@ async def execute(
             journal.end(engine.summary.to_json(), completed=stopped is None, stopped_by=stopped)
             journal.close()
     warnings = list(prepared.confirmation.warnings)
-    incomplete = _stopped(summary, journal.path if journal else None) or _short_listing(prepared, summary)
+    command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
+    incomplete = _stopped(summary, journal.path if journal else None, command) or _short_listing(
+        prepared, summary, command
+    )
     if incomplete:
         warnings.append(incomplete)
         log.warning("%s", incomplete)
@@ -351,15 +354,15 @@ async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]]
 SHORT_LISTING = 0.9
 
 
-def _stopped(summary: Summary, journal: Path | None) -> str | None:
+def _stopped(summary: Summary, journal: Path | None, command: str = "revoke") -> str | None:
     """The engine stopped sending (tokens kept failing): say so, with how to carry on."""
     if not summary.stopped:
         return None
-    where = f"revoke-ops revoke --resume {journal}" if journal else "the same command again"
+    where = f"revoke-ops {command} --resume {journal}" if journal else "the same command again"
     return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, run `{where}`"
 
 
-def _short_listing(prepared: Prepared, summary: Summary) -> str | None:
+def _short_listing(prepared: Prepared, summary: Summary, command: str = "revoke") -> str | None:
     """A remote listing that ended far below Graph's count: reported, never called success."""
     expected = prepared.confirmation.targets
     if prepared.confirmation.targets_basis != "estimate" or expected is None or prepared.resumed:
@@ -369,7 +372,7 @@ def _short_listing(prepared: Prepared, summary: Summary) -> str | None:
         return None
     return (
         f"the listing ended after {seen} user(s) where Microsoft Graph counted about {expected}: it may have "
-        "been cut short. Run `revoke-ops revoke --resume JOURNAL` (or the same command again) and compare"
+        f"been cut short. Run `revoke-ops {command} --resume JOURNAL` (or the same command again) and compare"
     )
 
 

@@ -131,6 +131,7 @@ class FakeGraph:
     def __init__(self, users: list[dict[str, Any]]) -> None:
         self.users = users
         self.urls: list[str] = []
+        self.page_reads = 0
 
     def _match(self, u: dict[str, Any], text: str) -> bool:
         activity = u.get("signInActivity") or {}
@@ -155,14 +156,15 @@ class FakeGraph:
             body["@odata.nextLink"] = f"{base}&$skiptoken={start + top}"
         return body
 
-    async def read(self, url: str, headers: dict[str, str] | None = None) -> GraphResponse:
+    async def read(self, url: str, headers: dict[str, str] | None = None, *, page: bool = False) -> GraphResponse:
         self.urls.append(url)
+        self.page_reads += page
         return GraphResponse(200, {}, self._page(url), "cid")
 
     async def pages(self, url: str, headers: dict[str, str] | None = None) -> Any:
         next_url: str | None = url
         while next_url:
-            response = await self.read(next_url)
+            response = await self.read(next_url, page=True)  # as GraphSession.pages does
             yield response.body["value"]
             next_url = response.body.get("@odata.nextLink")
 
@@ -213,6 +215,14 @@ def test_pages_hold_at_most_500_and_the_final_pass_uses_the_plain_listing() -> N
     activity_reads = [u for u in graph.urls if "signInActivity" in u]
     assert all("$top=500" in u for u in activity_reads)
     assert graph.urls[-1].startswith("/users?$select=") and "$top=999" in graph.urls[-1]
+
+
+def test_every_activity_listing_read_is_a_page_read() -> None:
+    """Each read asks GraphSession for a collection page, so a 200 without 'value' is retried and then
+    fails the run instead of silently ending the tenant's listing (issue 10 #1)."""
+    graph = FakeGraph([{"id": f"{i:08x}-0000-4000-8000-000000000000", "signInActivity": {}} for i in range(3)])
+    assert len(_listed(graph)) == 3
+    assert graph.urls and graph.page_reads == len(graph.urls)
 
 
 def test_final_pass_can_read_activity_for_skip_decisions() -> None:
