@@ -10,6 +10,8 @@ scaled runs favour the client that spends the least CPU per user; each run recor
     python -m bench.bench throughput --client tool --users 10000
 
 Benchmarks are never timed tests: they report figures, they do not assert them.
+
+Size (~530 lines): one benchmark harness (not product code); each figure is one function.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ writes from the one pacer: two writes per user.
 Never disabled, whatever the input: break-glass exclusions, the signed-in operator of a delegated
 run, and the last enabled Global Administrator. A user whose disable fails is still revoked and
 reported as not contained (exit 1).
+
+Size (~470 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
+and its outcomes are one protocol; undo and the CLI rendering are already in undo.py and contain_cli.py.
 """
 
 from __future__ import annotations

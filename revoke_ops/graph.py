@@ -10,6 +10,9 @@ is unreadable, retried, and then a :class:`ServiceError` — never an empty resu
 
 The HTTP transport is a seam (``transport=``, e.g. ``httpx.MockTransport``): fast tests exercise
 the same code without a server.
+
+Size (~430 lines): one class, the only place that speaks HTTP to Graph; its read, page and batch
+paths share the retry and error mapping below.
 """
 
 from __future__ import annotations

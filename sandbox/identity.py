@@ -2,6 +2,10 @@
 assertions, device code, authorization code with PKCE, refresh token) and authorize.
 
 Errors come back in Entra's shape with Entra's AADSTS codes.
+
+Size (~590 lines): one endpoint per grant type, sharing the assertion and error helpers; the
+federated-credential checks are already in sandbox/federation.py. Next split: device code and
+authorization code into their own module.
 """
 
 from __future__ import annotations
