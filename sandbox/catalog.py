@@ -57,7 +57,6 @@ PERMISSIONS: Final[tuple[Permission, ...]] = (
     ),
 )
 BY_NAME: Final = {p.name: p for p in PERMISSIONS}
-ROLE_NAMES: Final = {p.role_id: p.name for p in PERMISSIONS if p.role_id}
 
 # Least-privileged permission for each operation, followed by the broader ones Graph also accepts.
 REVOKE: Final = frozenset({"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})
