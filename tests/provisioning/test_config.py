@@ -373,3 +373,22 @@ def test_delegated_mode_without_operators_group_warns_who_can_sign_in(mode: str)
     # Consent for named users only: no one else holds the admin-consented scopes.
     named = load_ok({"permissionMode": mode, "delegatedConsentUsers": ["7d6c5b4a-3928-4716-a5b4-c3d2e1f0a9b8"]})
     assert named.warnings == ()
+
+
+def test_containment_permissions_are_opt_in_and_granted_once():
+    """issue 14: nothing changes for stacks that do not opt in; User.Read.All is granted once."""
+    assert "User.EnableDisableAccount.All" not in load_ok({}).permissions
+    cfg = load_ok(
+        {
+            "readPermissions": json.dumps(["User.Read.All"]),
+            "containmentPermissions": json.dumps(["User.EnableDisableAccount.All", "User.Read.All"]),
+        }
+    )
+    assert cfg.permissions.count("User.Read.All") == 1
+    assert "User.EnableDisableAccount.All" in cfg.permissions
+
+
+def test_containment_permissions_refuse_anything_else_naming_it():
+    message = error_of({"containmentPermissions": json.dumps(["Directory.ReadWrite.All"])})
+    assert "revoke-sessions:containmentPermissions must list only User.EnableDisableAccount.All" in message
+    assert "'Directory.ReadWrite.All'" in message
