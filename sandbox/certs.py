@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import os
+import secrets
 import ssl
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,12 +21,19 @@ from sandbox.tenant import iso
 
 
 def write_new(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Create ``path`` afresh with ``mode``: whatever was there (a file, a symlink) is removed first,
-    and the new file is opened with O_EXCL | O_NOFOLLOW, so a link planted meanwhile is never followed."""
-    path.unlink(missing_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    """Create ``path`` afresh with ``mode``, atomically: the data goes to a new temporary file beside it
+    (O_EXCL | O_NOFOLLOW, so a link planted there is never followed), which then replaces whatever was
+    at ``path`` (a rename replaces a symlink itself, never its target). A reader polling for the file
+    sees nothing or all of it, never an empty or half-written file (CI once read an empty one)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _name(cn: str) -> x509.Name:

@@ -37,6 +37,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
+from sandbox.certs import write_new
+
 KEYVAULT_RESOURCE = "https://vault.azure.net"
 #: api-version values Key Vault serves: 7.x and the dated versions (the SDKs' defaults since 2025).
 API_VERSION = re.compile(r"^(7\.[0-6]|20\d\d-\d\d-\d\d)(-preview(\.\d+)?)?$")
@@ -270,8 +272,9 @@ def serve(state_dir: Path, port: int = 0) -> int:
     vault = Vault(base, _issuer_keys(info), info["tenantId"], info["authorityHost"])
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(state_dir / "server.pem")
+    sock.listen(128)  # accept connections before anyone can read the URL
     out = state_dir / "keyvault.json"
-    out.write_text(json.dumps({"vaultUrl": base, "controlEndpoint": f"{base}/_control"}))
+    write_new(out, json.dumps({"vaultUrl": base, "controlEndpoint": f"{base}/_control"}).encode())
     print(f"keyvault: serving {base} (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         web.run_app(vault.app(), sock=sock, ssl_context=context, print=None, access_log=None)

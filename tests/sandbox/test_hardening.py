@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -37,6 +39,29 @@ def test_private_files_are_created_afresh_and_never_through_a_link(tmp_path: Pat
     assert victim.read_text() == "keep me"
     assert not link.is_symlink() and link.read_bytes() == b"secret"
     assert stat.S_IMODE(link.stat().st_mode) == 0o600
+
+
+def test_a_reader_polling_for_a_state_file_never_sees_it_empty(tmp_path: Path):
+    # CI once read keyvault.json between its creation and its first byte; the write is now a rename.
+    path = tmp_path / "keyvault.json"
+    seen: list[bytes] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(FileNotFoundError):
+                seen.append(path.read_bytes())
+
+    reader = threading.Thread(target=poll)
+    reader.start()
+    try:
+        for n in range(200):
+            write_new(path, b'{"n": %d}' % n)
+    finally:
+        stop.set()
+        reader.join()
+    assert all(data.startswith(b'{"n": ') and data.endswith(b"}") for data in seen)
+    assert [p.name for p in tmp_path.iterdir()] == ["keyvault.json"], "no temporary file is left behind"
 
 
 def test_the_state_directory_is_0700_and_a_shared_one_is_refused(tmp_path: Path):
