@@ -115,14 +115,14 @@ def sandbox(
             process.kill()
 
 
-def user_ids(tenant: Tenant, count: int) -> list[str]:
+def user_ids(tenant: Tenant, count: int, *, bundle_path: Path | None = None, enabled_only: bool = False) -> list[str]:
     """``count`` ordinary members (internal, no role), read through the control-free Graph path."""
     import ssl
 
     import httpx
     from azure.identity import CertificateCredential
 
-    bundle = json.loads(tenant.bundle.read_text())
+    bundle = json.loads((bundle_path or tenant.bundle).read_text())
     credential = CertificateCredential(
         bundle["tenantId"],
         bundle["clientId"],
@@ -133,7 +133,8 @@ def user_ids(tenant: Tenant, count: int) -> list[str]:
     headers = {"Authorization": f"Bearer {credential.get_token(bundle['graphScope']).token}"}
     client = httpx.Client(verify=ssl.create_default_context(cafile=tenant.info["caBundle"]), timeout=120)
     url: str | None = (
-        f"{bundle['graphEndpoint']}/users?$filter=startswith(userPrincipalName,'user')&$select=id,userType&$top=999"
+        f"{bundle['graphEndpoint']}/users?$filter=startswith(userPrincipalName,'user')"
+        "&$select=id,userType,accountEnabled&$top=999"
     )
     ids: list[str] = []
     while url and len(ids) < count:
@@ -142,7 +143,11 @@ def user_ids(tenant: Tenant, count: int) -> list[str]:
             time.sleep(float(page.headers.get("Retry-After", "1")))
             continue
         body = page.json()
-        ids += [u["id"] for u in body["value"] if u.get("userType") == "Member"]
+        ids += [
+            u["id"]
+            for u in body["value"]
+            if u.get("userType") == "Member" and (u.get("accountEnabled") or not enabled_only)
+        ]
         url = body.get("@odata.nextLink")
     return ids[:count]
 
