@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
@@ -28,10 +28,12 @@ from revoke_ops.redact import redact
 
 if TYPE_CHECKING:
     from revoke_ops.bundle import Bundle
+    from revoke_ops.credentials.tenant import Where
 
 __all__ = [
     "CredentialKind",
     "Identity",
+    "Renewable",
     "ca_bundle",
     "certificate_days_left",
     "explain_auth_error",
@@ -138,6 +140,16 @@ def unreachable_error(err: Exception, authority_host: str) -> AuthError | Transi
     )
 
 
+class Renewable(Protocol):
+    """An async token credential that can be made to give a fresh token (:meth:`Identity.fresh_token`)."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken: ...
+
+    async def renew(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(kw_only=True)
 class Identity:
     """Who revoke-ops acts as, and where its requests go.
@@ -158,6 +170,42 @@ class Identity:
     certificate_thumbprint: str | None = None
     certificate_not_after: datetime | None = None
     renew: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
+
+    @classmethod
+    def signed_in(
+        cls,
+        where: Where,
+        credential: Renewable,
+        *,
+        kind: CredentialKind,
+        description: str,
+        bundle: Bundle | None,
+        certificate_thumbprint: str | None = None,
+        certificate_not_after: datetime | None = None,
+    ) -> Identity:
+        """The identity every kind of credential ends as: ``where`` it signs in, and its renewable credential.
+
+        A kind that signs in as someone other than ``where`` says (a managed identity's own client id)
+        passes ``dataclasses.replace(where, client_id=...)``.
+
+        :raises ValueError: ``where`` names no tenant (each kind refuses that earlier, naming what to set).
+        """
+        if not where.tenant_id:
+            raise ValueError("an identity needs a tenant id")
+        return cls(
+            tenant_id=where.tenant_id,
+            client_id=where.client_id,
+            authority_host=where.authority_host,
+            graph_endpoint=where.graph_endpoint,
+            graph_scope=where.graph_scope,
+            credential=credential,
+            kind=kind,
+            description=description,
+            bundle=bundle,
+            certificate_thumbprint=certificate_thumbprint,
+            certificate_not_after=certificate_not_after,
+            renew=credential.renew,
+        )
 
     @property
     def delegated(self) -> bool:

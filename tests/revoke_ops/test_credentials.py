@@ -111,7 +111,14 @@ def test_managed_identity_selection(monkeypatch: pytest.MonkeyPatch):
     assert isinstance(identity.credential.current, aio.ManagedIdentityCredential)
     assert identity.tenant_id == BUNDLE["tenantId"]
     assert identity.description == "managed identity 11111111-2222-4333-8444-555555555555"
+    assert identity.client_id == "11111111-2222-4333-8444-555555555555", "the identity's own client id, not the app's"
     asyncio.run(identity.close())
+    monkeypatch.delenv("AZURE_CLIENT_ID")
+    system = platform_identity("managed-identity", bundle=parse_bundle(BUNDLE))
+    assert system.client_id is None and system.description == "managed identity (system-assigned)"
+    assert (system.tenant_id, system.graph_endpoint) == (BUNDLE["tenantId"], BUNDLE["graphEndpoint"])
+    assert system.renew == system.credential.renew, "fresh_token() replaces the credential"
+    asyncio.run(system.close())
 
 
 def test_workload_identity_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
