@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from revoke_ops.credentials.tenant import Where
 
 __all__ = [
+    "TOKEN_ERRORS",
     "CredentialKind",
     "Identity",
     "Renewable",
@@ -63,6 +64,10 @@ AADSTS_HINTS = {
     "700212": "the token's audience is not the federated credential's: request it for api://AzureADTokenExchange "
     "(the credential's audience)",
 }
+
+#: What azure-identity raises when no token could be had: refused (ClientAuthenticationError), or the
+#: identity platform not reached / not answering (ServiceRequestError, ServiceResponseError).
+TOKEN_ERRORS = (ClientAuthenticationError, ServiceRequestError, ServiceResponseError)
 
 #: AADSTS codes that mean "try again later": 90033 "a transient error has occurred" (Entra's error
 #: code reference) and 50196 "encountered a loop", which is how Entra throttles user flows (MSAL's
@@ -220,11 +225,19 @@ class Identity:
         """
         try:
             token: AccessToken = await self.credential.get_token(self.graph_scope, enable_cae=True)
-        except ClientAuthenticationError as err:
-            raise explain_auth_error(err, f"{self.description} in tenant {self.tenant_id}") from err
-        except (ServiceRequestError, ServiceResponseError) as err:
-            raise unreachable_error(err, self.authority_host) from err
+        except TOKEN_ERRORS as err:
+            raise self.token_error(err) from err
         return token
+
+    def token_error(self, err: Exception) -> AuthError | TransientAuthError:
+        """The one classification of a failure to get a token (one of :data:`TOKEN_ERRORS`), wherever it happened.
+
+        Here in :meth:`token`, and in a Graph request whose authentication asked the credential:
+        unreachable -> :func:`unreachable_error`; refused -> :func:`explain_auth_error` (AADSTS hint kept).
+        """
+        if isinstance(err, (ServiceRequestError, ServiceResponseError)):
+            return unreachable_error(err, self.authority_host)
+        return explain_auth_error(err, f"{self.description} in tenant {self.tenant_id}")
 
     async def fresh_token(self) -> AccessToken:
         """A new token from the identity platform, not the cached one (to see newly replicated consent).
