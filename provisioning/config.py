@@ -182,7 +182,7 @@ def load(
         permission_mode=mode,
         # A canonical order, so the resources do not churn when the list is reordered.
         read_permissions=tuple(p for p in READ_PERMISSIONS if p in v["readPermissions"]),
-        containment_permissions=tuple(p for p in CONTAINMENT_PERMISSIONS if p in v["containmentPermissions"]),
+        containment_permissions=_containment(v["containmentPermissions"]),
         delegated_consent_users=_ids(v["delegatedConsentUsers"]),
         operators_group=operators_group,
         grant_to_principals=_ids(v["grantToPrincipals"]),
@@ -193,6 +193,18 @@ def load(
         cloud=cloud,
         warnings=tuple(warnings),
     )
+
+
+def _containment(values: list[str]) -> tuple[str, ...]:
+    """The containment permissions in canonical order; User.EnableDisableAccount.All brings User.Read.All.
+
+    Graph's least-privileged way to update accountEnabled is the pair: without a user read
+    permission the PATCH is refused, so listing the write permission alone grants both.
+    """
+    wanted = set(values)
+    if "User.EnableDisableAccount.All" in wanted:
+        wanted.add("User.Read.All")
+    return tuple(p for p in CONTAINMENT_PERMISSIONS if p in wanted)
 
 
 def _ids(values: list[str]) -> tuple[str, ...]:

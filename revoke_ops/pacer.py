@@ -17,6 +17,14 @@ __all__ = ["Pacer"]
 
 log = logging.getLogger(__name__)
 
+#: A bucket this close to what is needed is full enough. The refill is float arithmetic: after a
+#: pause of 7 s and a wait of 1/20 s the bucket holds 0.9999999999999964 tokens, and the remaining
+#: 3.6e-15 asked for a 1.8e-16 s sleep that a clock cannot represent (``7.05 + 1.8e-16 == 7.05``),
+#: so a virtual clock never moved and ``acquire`` spun for ever.
+_EPSILON = 1e-6
+#: The shortest wait asked of the clock: every wait moves time on by a representable amount.
+_MIN_WAIT = 1e-3
+
 
 class Pacer:
     """Token bucket for writes with a shared pause for Retry-After."""
@@ -47,13 +55,13 @@ class Pacer:
                 await self._open.wait()
                 now = self.clock.monotonic()
                 if now < self.paused_until:
-                    await self.clock.sleep(self.paused_until - now)
+                    await self.clock.sleep(max(_MIN_WAIT, self.paused_until - now))
                     continue
                 self._refill()
-                if self.tokens >= need:
-                    self.tokens -= need
+                if self.tokens >= need - _EPSILON:
+                    self.tokens = max(0.0, self.tokens - need)
                     return
-                await self.clock.sleep((need - self.tokens) / self.rate)
+                await self.clock.sleep(max(_MIN_WAIT, (need - self.tokens) / self.rate))
 
     def pause(self, seconds: float) -> None:
         """Nobody sends for ``seconds`` (Graph said Retry-After, or tokens are unavailable); the bucket starts empty."""

@@ -26,7 +26,8 @@ from sandbox.certs import key_credential, make_tls, write_new
 from sandbox.certs import make_client_certificate as make_client_certificate  # re-exported (tests, bench)
 from sandbox.graph import Faults, Graph, GraphSettings, Request
 from sandbox.identity import IdentityPlatform, IdentitySettings, TokenError
-from sandbox.tenant import Application, ServicePrincipal, Tenant, seed
+from sandbox.seed import seed
+from sandbox.tenant import Application, ServicePrincipal, Tenant
 from sandbox.throttle import Clock, ThrottleModel
 
 SANDBOX_TENANT_ID = "5a1db0c5-0000-4000-8000-00000000beef"  # as committed in stacks/Pulumi.sandbox.yaml

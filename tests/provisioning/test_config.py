@@ -386,6 +386,9 @@ def test_containment_permissions_are_opt_in_and_granted_once():
     )
     assert cfg.permissions.count("User.Read.All") == 1
     assert "User.EnableDisableAccount.All" in cfg.permissions
+    # the write permission alone brings its read half (Graph refuses the PATCH without a user read)
+    alone = load_ok({"readPermissions": "[]", "containmentPermissions": '["User.EnableDisableAccount.All"]'})
+    assert alone.permissions == ("User.RevokeSessions.All", "User.EnableDisableAccount.All", "User.Read.All")
 
 
 def test_containment_permissions_refuse_anything_else_naming_it():

@@ -215,7 +215,8 @@ def test_serve_command_writes_sandbox_json_and_stops_cleanly(tmp_path: Path):
 
 
 def test_seeding_is_deterministic():
-    from sandbox.tenant import Tenant, seed
+    from sandbox.seed import seed
+    from sandbox.tenant import Tenant
 
     one = seed(Tenant("t", seed=5), users=300)
     two = seed(Tenant("t", seed=5), users=300)
@@ -226,7 +227,8 @@ def test_seeding_is_deterministic():
 
 
 def test_the_bulk_group_has_n_transitive_members_half_of_them_nested():
-    from sandbox.tenant import Tenant, seed
+    from sandbox.seed import seed
+    from sandbox.tenant import Tenant
 
     tenant = seed(Tenant("t"), users=3000, groups=4, group_size=100, bulk_group=1000)
     group = tenant.group_named("incident-bulk")

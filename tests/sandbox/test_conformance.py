@@ -13,10 +13,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "docs" / "sandbox-conformance.md"
-#: where the Graph side's refusals are written (GraphError / UnsupportedQueryError messages)
-GRAPH_SOURCES = [*sorted((ROOT / "sandbox" / "graph").glob("*.py")), ROOT / "sandbox" / "odata.py"]
-#: where the identity side's refusals are written (TokenError with an AADSTS code)
-IDENTITY_SOURCES = [ROOT / "sandbox" / "identity.py", ROOT / "sandbox" / "server.py"]
+#: where the Graph side's refusals are written (GraphError / UnsupportedQueryError / RefusalError messages)
+GRAPH_SOURCES = [
+    *sorted((ROOT / "sandbox" / "graph").glob("*.py")),
+    ROOT / "sandbox" / "odata.py",
+    ROOT / "sandbox" / "activity.py",
+]
+#: where the identity side's refusals are written (TokenError / FederationError with an AADSTS code)
+IDENTITY_SOURCES = [
+    ROOT / "sandbox" / "identity.py",
+    ROOT / "sandbox" / "server.py",
+    ROOT / "sandbox" / "federation.py",
+]
 TEST_REF = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 MIN_FRAGMENT = 12  # shorter literal parts of a message say too little to look for
 
@@ -67,20 +75,65 @@ def _literal(node: ast.expr) -> str | None:
     return None
 
 
+def _name(call: ast.Call) -> str | None:
+    """What a call calls: ``f(...)``, ``self.f(...)`` and ``module.f(...)`` alike."""
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+
+
+def _helpers(tree: ast.Module, makers: dict[str, int]) -> dict[str, int]:
+    """Functions that build a refusal from one of their parameters: name -> that parameter's position.
+
+    ``def _bad(message): return GraphError(400, "Request_BadRequest", message)`` makes ``_bad("…")`` a
+    refusal whose message is its first argument (a method's ``self`` does not count). Found until no
+    more appear, so a helper calling a helper counts too.
+    """
+    found = dict(makers)
+    functions = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    while True:
+        before = len(found)
+        for function in functions:
+            params = [a.arg for a in function.args.args]
+            params = params[1:] if params[:1] in (["self"], ["cls"]) else params
+            for node in ast.walk(function):
+                name = _name(node) if isinstance(node, ast.Call) else None
+                if name not in found or function.name in found:
+                    continue
+                assert isinstance(node, ast.Call) and name is not None
+                argument = node.args[found[name]] if len(node.args) > found[name] else None
+                if isinstance(argument, ast.Name) and argument.id in params:
+                    found[function.name] = params.index(argument.id)
+        if len(found) == before:
+            return found
+
+
+#: The refusals' constructors and where their message (Graph) or AADSTS code (identity) is.
+MESSAGES = {"GraphError": 2, "UnsupportedQueryError": 0, "RefusalError": 2}
+CODES = {"TokenError": 1, "FederationError": 0}
+
+
 def refusals() -> list[tuple[str, str]]:
-    """(where, what the catalogue must mention) for every refusal written in the sandbox."""
+    """(where, what the catalogue must mention) for every refusal written in the sandbox.
+
+    Refusals made through a module's own helper (``_bad(message)``, ``_unsupported(message)``) count
+    as well as the constructors called directly.
+    """
     found: list[tuple[str, str]] = []
     for path in GRAPH_SOURCES + IDENTITY_SOURCES:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        messages, codes = _helpers(tree, MESSAGES), _helpers(tree, CODES)
+        for node in ast.walk(tree):
+            name = _name(node) if isinstance(node, ast.Call) else None
+            if name is None:
                 continue
+            assert isinstance(node, ast.Call)
             where = f"{path.relative_to(ROOT)}:{node.lineno}"
-            args = node.args
-            if node.func.id == "TokenError" and len(args) >= 2 and isinstance(args[1], ast.Constant):
-                found.append((where, f"AADSTS{args[1].value!s}"))
-            elif node.func.id in ("GraphError", "UnsupportedQueryError"):
-                message = args[2] if node.func.id == "GraphError" and len(args) > 2 else args[0] if args else None
-                text = _literal(message) if message is not None else None
+            if name in codes and len(node.args) > codes[name]:
+                code = node.args[codes[name]]
+                if isinstance(code, ast.Constant):
+                    found.append((where, f"AADSTS{code.value!s}"))
+            elif name in messages and len(node.args) > messages[name]:
+                text = _literal(node.args[messages[name]])
                 fragment = (text or "").strip(" '.:")[:40].strip(" '")
                 if len(fragment) >= MIN_FRAGMENT:
                     found.append((where, fragment))
@@ -91,6 +144,11 @@ def test_the_refusal_scan_sees_the_strict_refusals():
     wanted = {what for _where, what in refusals()}
     assert any(w.startswith("does not contain Content-Type header") for w in wanted)
     assert "AADSTS50105" in wanted and "Permission entry already exists" in wanted
+    # made through a module's own helper: _bad(message), _unsupported(message), self._injected_429(message)
+    assert "Property 'name' is read-only and cannot" in wanted
+    assert "Sorting by signInActivity is not support" in wanted
+    assert "Too many requests (injected)" in wanted
+    assert "AADSTS700211" in wanted  # FederationError(code, text) in sandbox/federation.py
 
 
 @pytest.mark.parametrize(("where", "what"), refusals())

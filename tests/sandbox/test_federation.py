@@ -136,3 +136,31 @@ def test_mismatched_assertions_get_entras_codes(sandbox: Running, case: str, cod
     assert code in str(caught.value)
     if case in ("issuer", "subject"):
         assert "No matching federated identity record found for presented assertion" in str(caught.value)
+
+
+def test_each_property_rule_is_refused_naming_the_property(sandbox: Running, deployer: dict[str, str]):
+    app = sandbox.app("fic-properties").app
+    base = f"/applications/{app.id}/federatedIdentityCredentials"
+    issuer = "https://token.actions.githubusercontent.com"
+    cases: dict[str, tuple[dict[str, Any], str]] = {
+        "unknown property": (
+            _fic("extra", issuer, "a") | {"claimsMatchingExpression": {}},
+            "Property 'claimsMatchingExpression' does not exist on type 'microsoft.graph.federatedIdentityCredential'",
+        ),
+        "no subject": ({k: v for k, v in _fic("nosub", issuer).items() if k != "subject"}, "'subject' is required"),
+        "long subject": (_fic("longsub", issuer, "s" * 601), "'subject' exceeds the maximum length of 600"),
+        "long audience": (_fic("longaud", issuer, "b", ["a" * 601]), "'audiences' must hold a non-empty value"),
+        "long description": (
+            _fic("longdesc", issuer, "c") | {"description": "d" * 601},
+            "'description' exceeds the maximum length of 600",
+        ),
+    }
+    for why, (body, message) in cases.items():
+        answer = sandbox.http.post(base, json=body, headers=deployer)
+        assert answer.status_code == 400, why
+        assert answer.json()["error"]["code"] == "Request_BadRequest", why
+        assert message in answer.json()["error"]["message"], why
+    created = sandbox.http.post(base, json=_fic("kept", issuer), headers=deployer).json()
+    renamed = sandbox.http.patch(f"{base}/{created['id']}", json={"name": "other"}, headers=deployer)
+    assert "'name' is read-only" in renamed.json()["error"]["message"]
+    assert [f["name"] for f in sandbox.http.get(base, headers=deployer).json()["value"]] == ["kept"]

@@ -29,6 +29,26 @@ def test_pacer_allows_the_burst_then_the_rate() -> None:
     asyncio.run(go())
 
 
+@pytest.mark.parametrize(
+    ("rate", "pause", "need"),
+    [(20.0, 7.0, 1), (20.0, 1.0, 3), (18.0, 9.0, 20), (16.2, 0.3, 1), (14.58, 7.0, 10)],
+)
+def test_acquire_after_a_pause_ends_despite_float_rounding(rate: float, pause: float, need: int) -> None:
+    # The engine test with Retry-After: 7 hung: after the pause the refill came out a few 1e-15
+    # tokens short, and the pacer asked for a sleep too small to move the clock, for ever.
+    clock = FakeClock()
+    pacer = Pacer(clock, burst=3000, rate=rate)
+    pacer.pause(pause)
+
+    async def go() -> None:
+        await asyncio.wait_for(pacer.acquire(need), timeout=10)  # a spin yields, so this bounds it
+
+    asyncio.run(go())
+    assert clock.now == pytest.approx(pause + need / rate)
+    assert len(clock.sleeps) <= 3, clock.sleeps
+    assert all(s >= 1e-3 for s in clock.sleeps), "every wait moves time on"
+
+
 def test_eta_from_the_budget_not_the_average_since_start() -> None:
     # Issue 11 #10: right after a burst of 2,540 the average rate says "ETA 20 s" for 2,540 more
     # at 20/s, which really takes 127 s.
