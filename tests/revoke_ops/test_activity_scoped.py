@@ -23,7 +23,8 @@ from tests.revoke_ops.conftest import FULL, Ops
 from tests.revoke_ops.test_activity_e2e import ACTIVITY, activity_ops, internal_members, journal_lines, rank
 from tests.sandbox.conftest import Running
 
-FAST = EngineOptions(write_burst=1, write_rate=200)  # past the burst at once: ordering matters
+# past the burst at once (ordering matters); one batch in flight, so the sandbox sees the sending order
+FAST = EngineOptions(write_burst=1, write_rate=200, concurrency=1)
 
 
 def biggest_group(run: Running) -> tuple[str, list[Any]]:
