@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def guard(token: str) -> Any:
-    """Middleware refusing /_control/ calls without the bearer token (401)."""
+def guard(token: str, where: str = "sandbox.json") -> Any:
+    """Middleware refusing /_control/ calls without the bearer token (401); ``where`` names the file holding it."""
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -30,7 +30,7 @@ def guard(token: str) -> Any:
             given = header[7:] if header[:7].lower() == "bearer " else ""
             if not hmac.compare_digest(given.encode(), token.encode()):
                 return web.json_response(
-                    {"error": "the control endpoint needs 'Authorization: Bearer <controlToken>' (see sandbox.json)"},
+                    {"error": f"the control endpoint needs 'Authorization: Bearer <controlToken>' (see {where})"},
                     status=401,
                 )
         return await handler(request)

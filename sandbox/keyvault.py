@@ -13,7 +13,10 @@ Requests carry a bearer token the sandbox's identity platform issued for ``https
 as the real service answers). Signing needs the caller's app on the certificate's ``signers`` (the
 ``sign`` permission, Key Vault Crypto User). Every operation is recorded with the full response body
 it returned (``GET /_control/operations``), so a test can show none returned private key material.
-The private keys exist only in this process's memory.
+The private keys exist only in this process's memory. ``/_control/`` (create a certificate, read the
+record) needs ``Authorization: Bearer <controlToken>``, the token in ``keyvault.json`` (0600), as the
+sandbox's own control endpoint does: without it any local user could mint a certificate with any
+signers.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from cryptography.x509.oid import NameOID
 
+from sandbox import control
 from sandbox.certs import write_new
 
 KEYVAULT_RESOURCE = "https://vault.azure.net"
@@ -122,8 +126,11 @@ def make_certificate(name: str, days: int = 90) -> tuple[rsa.RSAPrivateKey, x509
 class Vault:
     """The vault's state and its HTTP handlers."""
 
-    def __init__(self, base_url: str, issuer_keys: dict[str, Any], tenant_id: str, authority: str) -> None:
+    def __init__(
+        self, base_url: str, issuer_keys: dict[str, Any], tenant_id: str, authority: str, control_token: str
+    ) -> None:
         self.base = base_url
+        self.control_token = control_token
         self.keys = issuer_keys  # kid -> public key of the sandbox's identity platform
         self.tenant_id = tenant_id
         self.authority = authority
@@ -237,7 +244,7 @@ class Vault:
         return web.json_response(self.operations)
 
     def app(self) -> web.Application:
-        app = web.Application(middlewares=[self.middleware])
+        app = web.Application(middlewares=[control.guard(self.control_token, "keyvault.json"), self.middleware])
         app.router.add_get("/certificates/{name}", self.get_certificate)
         app.router.add_get("/certificates/{name}/", self.get_certificate)
         app.router.add_get("/certificates/{name}/{version}", self.get_certificate)
@@ -262,19 +269,20 @@ def _issuer_keys(info: dict[str, Any]) -> dict[str, Any]:
 
 
 def serve(state_dir: Path, port: int = 0) -> int:
-    """Serve the vault until interrupted; write ``keyvault.json`` (vault URL, control endpoint)."""
+    """Serve the vault until interrupted; write ``keyvault.json`` (0600: vault URL, control endpoint and token)."""
     import socket
 
     info = json.loads((state_dir / "sandbox.json").read_text())
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", port))
     base = f"https://127.0.0.1:{sock.getsockname()[1]}"
-    vault = Vault(base, _issuer_keys(info), info["tenantId"], info["authorityHost"])
+    vault = Vault(base, _issuer_keys(info), info["tenantId"], info["authorityHost"], secrets.token_urlsafe(32))
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(state_dir / "server.pem")
     sock.listen(128)  # accept connections before anyone can read the URL
     out = state_dir / "keyvault.json"
-    write_new(out, json.dumps({"vaultUrl": base, "controlEndpoint": f"{base}/_control"}).encode())
+    published = {"vaultUrl": base, "controlEndpoint": f"{base}/_control", "controlToken": vault.control_token}
+    write_new(out, json.dumps(published).encode())  # 0600: it holds the control token
     print(f"keyvault: serving {base} (Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
         web.run_app(vault.app(), sock=sock, ssl_context=context, print=None, access_log=None)

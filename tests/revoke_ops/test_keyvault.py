@@ -32,9 +32,15 @@ PRIVATE_JWK = {"d", "p", "q", "dp", "dq", "qi"}
 
 
 class Vault:
-    def __init__(self, url: str, tls: Any) -> None:
-        self.url = url
-        self.control = httpx.Client(base_url=f"{url}/_control", verify=tls, timeout=30)
+    def __init__(self, published: dict[str, str], tls: Any) -> None:
+        """``published``: what the vault wrote to keyvault.json (its URL, control endpoint and token)."""
+        self.url = published["vaultUrl"]
+        self.control = httpx.Client(
+            base_url=published["controlEndpoint"],
+            headers={"Authorization": f"Bearer {published['controlToken']}"},
+            verify=tls,
+            timeout=30,
+        )
 
     def certificate(self, name: str, signers: list[str]) -> tuple[str, x509.Certificate]:
         created = self.control.post("/certificates", json={"name": name, "signers": signers}).json()
@@ -59,7 +65,7 @@ def vault(sandbox: Running) -> Iterator[Vault]:
                 break
             time.sleep(0.1)
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "the vault exited"
-        yield Vault(json.loads((state / "keyvault.json").read_text())["vaultUrl"], sandbox.tls)
+        yield Vault(json.loads((state / "keyvault.json").read_text()), sandbox.tls)
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -196,3 +202,18 @@ def test_certificate_urls_are_checked(url: str):
         "a" * 32,
         False,
     )
+
+
+def test_the_vaults_control_endpoint_needs_its_token(sandbox: Running, vault: Vault):
+    state = Path(sandbox.sandbox.state_dir) / "keyvault.json"
+    assert state.stat().st_mode & 0o777 == 0o600, "keyvault.json holds the control token"
+    for headers in (
+        {},
+        {"Authorization": "Bearer not-the-token"},
+        {"Authorization": sandbox.control.headers["Authorization"]},
+    ):
+        with httpx.Client(base_url=vault.control.base_url, verify=sandbox.tls, timeout=30, headers=headers) as anyone:
+            created = anyone.post("/certificates", json={"name": "minted", "signers": ["anyone"]})
+            assert created.status_code == 401 and "keyvault.json" in created.json()["error"], headers.keys()
+            assert anyone.get("/operations").status_code == 401
+    assert vault.certificate("with-the-token", signers=[])[0].startswith(f"{vault.url}/certificates/with-the-token/")
