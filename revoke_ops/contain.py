@@ -12,7 +12,22 @@ Never disabled, whatever the input: break-glass exclusions, the signed-in operat
 run, and the last enabled Global Administrator. A user whose disable fails is still revoked and
 reported as not contained (exit 1).
 
-Size (~470 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
+The last Global Administrator, per mode (Graph "Update user" and "Who can perform sensitive
+actions": disabling a user who holds an admin role takes, delegated, Directory.AccessAsUser.All and
+a Privileged Authentication Administrator or Global Administrator signed in; app-only, an admin role
+held by the app itself, which this product never grants):
+
+- a token that cannot disable admins (app-only; delegated without Directory.AccessAsUser.All):
+  Graph refuses every admin-role holder (``forbidden``, still revoked), so no Global Administrator
+  is ever disabled; the run says so when it cannot read the roles.
+- a delegated token with Directory.AccessAsUser.All: the enabled Global Administrators must be
+  readable (RoleManagement.Read.Directory), else the run refuses before changing anything (exit 3):
+  it would otherwise disable admins without knowing which one is the last.
+- when they are read, the one that would be the last is refused (``last_global_admin``, still
+  revoked, exit 1) and the others proceed: an incident responder needs the other accounts contained
+  now, not after a re-run, and the refused one has lost its sessions all the same.
+
+Size (~520 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
 and its outcomes are one protocol; undo and the CLI rendering are already in undo.py and contain_cli.py.
 """
 
@@ -54,6 +69,7 @@ log = logging.getLogger(__name__)
 #: What lets a token update accountEnabled (least privileged first; Graph "Update user").
 DISABLE_PERMISSIONS = frozenset({"User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All"})
 GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"  # the role's template id, the same in every tenant
+ACCESS_AS_USER = "Directory.AccessAsUser.All"
 ON_PREMISES_MARK = "on-premises mastered"  # in Graph's 400 for users synchronised from AD
 
 FORBIDDEN_REASON = (
@@ -371,7 +387,11 @@ class _TwoWritePacer(Pacer):
 
 
 async def _enabled_global_admins(session: GraphSession, caps: Capabilities) -> set[str] | None:
-    """The enabled Global Administrators' ids, or None when they cannot be read."""
+    """The enabled Global Administrators' ids, or None when they cannot be read.
+
+    A role-assignable group holding the role makes its members Global Administrators: its members
+    are read too (None when they cannot be).
+    """
     if not caps.read_roles:
         return None
     roles = await session.read("/directoryRoles?$select=id,roleTemplateId", page=True)
@@ -385,11 +405,34 @@ async def _enabled_global_admins(session: GraphSession, caps: Capabilities) -> s
     members = await session.read(f"/directoryRoles/{role_id}/members?$select=id,accountEnabled", page=True)
     if members.status != 200 or members.body.get("@odata.nextLink"):
         return None  # more than a page of Global Administrators: never the last one
+    found: set[str] = set()
+    for member in members.body.get("value", []):
+        kind = str(member.get("@odata.type", "user"))
+        if "group" in kind and member.get("id"):
+            inner = await session.read(f"/groups/{member['id']}/members?$select=id,accountEnabled", page=True)
+            if inner.status != 200 or inner.body.get("@odata.nextLink"):
+                return None
+            found |= _enabled_users(inner.body.get("value", []))
+        else:
+            found |= _enabled_users([member])
+    return found
+
+
+def _enabled_users(members: list[dict[str, Any]]) -> set[str]:
     return {
         str(m["id"]).lower()
-        for m in members.body.get("value", [])
+        for m in members
         if m.get("id") and m.get("accountEnabled") is not False and "user" in str(m.get("@odata.type", "user"))
     }
+
+
+def _may_disable_admins(claims: dict[str, Any], caps: Capabilities) -> bool:
+    """Whether Graph would let this token disable a user who holds an admin role.
+
+    Delegated: with Directory.AccessAsUser.All (the operator's own role then decides). App-only: only
+    with an admin role held by the app, which this product never grants (see the module's doc).
+    """
+    return bool(claims.get("scp")) and ACCESS_AS_USER in caps.permissions
 
 
 def _check_disable_permission(caps: Capabilities, identity: Identity) -> None:
@@ -423,15 +466,28 @@ async def contain(
 
     async def setup(prepared: Prepared) -> Callable[..., Engine]:
         token = await prepared.identity.token()
-        caps = Capabilities.from_claims(token_claims(token.token))
+        claims = token_claims(token.token)
+        caps = Capabilities.from_claims(claims)
         if not prepared.request.dry_run:
             _check_disable_permission(caps, prepared.identity)
         admins = await _enabled_global_admins(prepared.session, caps)
         warnings = list(prepared.confirmation.warnings)
+        if admins is None and _may_disable_admins(claims, caps) and not prepared.request.dry_run:
+            raise AuthError(
+                "this token carries Directory.AccessAsUser.All, with which Graph lets a sufficiently privileged "
+                "operator disable administrators, but the Global Administrators cannot be read "
+                "(RoleManagement.Read.Directory), so `contain` could disable the last enabled one: add "
+                "RoleManagement.Read.Directory to the stack's readPermissions, or sign in without "
+                f"Directory.AccessAsUser.All (admins are then refused by Graph). Nothing was changed. Credentials: "
+                f"{prepared.identity.description}",
+                code="Authorization_RequestDenied",
+            )
         if admins is None:
             warnings.append(
-                "the Global Administrators cannot be read (RoleManagement.Read.Directory): the last enabled one "
-                "cannot be recognised; app-only runs cannot disable admins anyway (Graph refuses)"
+                "the Global Administrators cannot be read (RoleManagement.Read.Directory), but this token cannot "
+                "disable any user holding an admin role (Graph refuses it without an admin role held by the app, "
+                "or Directory.AccessAsUser.All delegated): admins are reported forbidden and still revoked, so no "
+                "Global Administrator is disabled"
             )
         conf = prepared.confirmation
         eta = None

@@ -127,15 +127,10 @@ def delegated_identity(
     else:
         sync = InteractiveBrowserCredential(client_id=client, **common)
     credential = SignInOnce(sync)
-    return Identity(
-        tenant_id=where.tenant_id,
-        client_id=client,
-        authority_host=where.authority_host,
-        graph_endpoint=where.graph_endpoint,
-        graph_scope=where.graph_scope,
-        credential=credential,
+    return Identity.signed_in(
+        where,
+        credential,
         kind=CredentialKind.DELEGATED,
         bundle=bundle,
         description=f"your sign-in to application {client}",
-        renew=credential.renew,
     )

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 from sandbox import catalog
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, denied
+from sandbox.graph.roles import may_act_on, target_tier
 from sandbox.graph.routing import Router
 from sandbox.graph.users import user_or_404
 from sandbox.tenant import AccountChange, User, iso
@@ -33,13 +34,17 @@ ON_PREMISES_MESSAGE = (
 ACCESS_AS_USER = "Directory.AccessAsUser.All"
 
 
-def may_change_account(caller: Caller, target: User) -> bool:
-    """Graph's privileged-target rule for ``accountEnabled`` (beyond the permission itself)."""
-    if target.tier() == "none":
+def may_change_account(ctx: Context, caller: Caller, target: User) -> bool:
+    """Graph's privileged-target rule for ``accountEnabled`` (beyond the permission itself).
+
+    A target's admin tier counts roles held through role-assignable groups (and membership of one
+    alone makes it privileged): :mod:`sandbox.graph.roles`.
+    """
+    if target_tier(ctx.tenant, target) == "none":
         return True
     if caller.user is None:
         return False  # app-only: only an admin role held by the app would do; never granted here
-    return ACCESS_AS_USER in caller.permissions and caller.user.may_revoke(target)
+    return ACCESS_AS_USER in caller.permissions and may_act_on(ctx.tenant, caller.user, target)
 
 
 def _patch_user(ctx: Context, request: Request, caller: Caller, args: list[str]) -> Response:
@@ -59,7 +64,7 @@ def _patch_user(ctx: Context, request: Request, caller: Caller, args: list[str])
     if not caller.has(catalog.ENABLE_DISABLE) or not caller.has(catalog.READ_USERS - {"User.ReadBasic.All"}):
         raise denied()
     target = user_or_404(ctx, args[0], caller)
-    if not may_change_account(caller, target):
+    if not may_change_account(ctx, caller, target):
         raise denied()
     if target.on_premises_sync_enabled:
         raise GraphError(400, "Request_BadRequest", ON_PREMISES_MESSAGE)

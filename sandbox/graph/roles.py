@@ -3,6 +3,13 @@
 Role assignments name users and role-assignable groups as principals (``$expand=principal`` adds
 the object); eligibility instances list who may activate a role (Privileged Identity Management,
 which needs Entra ID P2).
+
+Who may act on whom (:func:`may_act_on`): a directory role assigned to a role-assignable group
+applies to its members (groups-concept-overview: "the role is granted to all members of the
+group"), and Graph's "Who can perform sensitive actions" / "Who can reset passwords" tables put a
+member (or owner) of a role-assignable group in its own row, changeable only by Privileged
+Authentication Administrator and Global Administrator: the privileged tier. Role-assignable groups
+cannot nest other groups, so direct membership is the whole of it.
 """
 
 from __future__ import annotations
@@ -15,8 +22,35 @@ from sandbox.graph import query
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, not_found
 from sandbox.graph.groups import member_json
 from sandbox.graph.routing import Router
+from sandbox.tenant import Tenant, User
 
 ELIGIBLE_SINCE = "2026-01-01T00:00:00Z"
+
+
+def effective_roles(tenant: Tenant, user: User) -> list[str]:
+    """The user's active directory roles: direct ones, then those of role-assignable groups it is in."""
+    found = list(user.roles)
+    for group in tenant.groups.values():
+        if group.is_assignable_to_role and user.id in group.members:
+            found += [r for r in group.roles if r not in found]
+    return found
+
+
+def target_tier(tenant: Tenant, user: User) -> str:
+    """What the user is as a target of a sensitive action: "none", "limited" or "privileged" admin."""
+    in_role_group = any(g.is_assignable_to_role and user.id in g.members for g in tenant.groups.values())
+    tiers = {catalog.ROLES_BY_NAME[r].target_tier for r in effective_roles(tenant, user)}
+    if in_role_group or "privileged" in tiers:
+        return "privileged"
+    return "limited" if tiers else "none"
+
+
+def may_act_on(tenant: Tenant, operator: User, target: User) -> bool:
+    """Whether a signed-in operator's roles (direct or through a group) cover ``target``'s tier."""
+    if operator.id == target.id:
+        return True
+    power = max((catalog.ROLES_BY_NAME[r].power for r in effective_roles(tenant, operator)), default=0)
+    return power >= catalog.TIER_RANK[target_tier(tenant, target)]
 
 
 def _directory_roles(ctx: Context, request: Request, caller: Caller, _: list[str]) -> Response:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 from sandbox import activity, catalog
 from sandbox.graph import query
 from sandbox.graph.base import Caller, Context, GraphError, Request, Response, denied, not_found
+from sandbox.graph.roles import may_act_on
 from sandbox.graph.routing import Router
 from sandbox.tenant import Revocation, User, iso
 
@@ -54,7 +55,7 @@ def me(caller: Caller) -> User:
 def revoke(ctx: Context, target: User, caller: Caller, request: Request) -> Response:
     if not caller.has(catalog.REVOKE):
         raise denied()
-    if caller.user is not None and not caller.user.may_revoke(target):
+    if caller.user is not None and not may_act_on(ctx.tenant, caller.user, target):
         raise denied()
     now = datetime.now(UTC).replace(microsecond=0)
     target.sessions_valid_from = now

@@ -337,6 +337,10 @@ def test_delegated_revocation_follows_directory_roles(sandbox: Running):
     assert revoke("admin.users", sandbox.user("admin.password").id) == 200
     assert revoke("admin.users", sandbox.user("breakglass1").id) == 403  # a privileged admin
     assert revoke("admin.pauth", sandbox.user("breakglass1").id) == 200
+    # a member of a role-assignable group: privileged as a target, and the group's role is theirs
+    assert revoke("admin.users", sandbox.user("pim.groupadmin").id) == 403
+    assert revoke("admin.pauth", sandbox.user("pim.groupadmin").id) == 200
+    assert revoke("pim.groupadmin", sandbox.user("admin.password").id) == 200
     assert revoke("operator", ordinary.id) == 403  # no directory role
     assert revoke("operator", "", path="/me/revokeSignInSessions") == 200
     record = sandbox.revocations()[-1]
