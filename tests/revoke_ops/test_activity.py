@@ -231,3 +231,47 @@ def test_final_pass_can_read_activity_for_skip_decisions() -> None:
     listed = _listed(graph, final_with_activity=True)
     assert listed == [("0f0f0f0f-0000-4000-8000-000000000001", None), ("x", None)]
     assert "signInActivity" in graph.urls[-1] and "$top=500" in graph.urls[-1]
+
+
+# -- when Graph refuses a window's filter (400) ----------------------------------------------------
+class RefusingGraph(FakeGraph):
+    """Answers 400 to filters with an upper bound ('range'), or to every signInActivity filter ('filter')."""
+
+    def __init__(self, users: list[dict[str, Any]], refuse: str) -> None:
+        super().__init__(users)
+        self.refuse = refuse
+
+    async def read(self, url: str, headers: dict[str, str] | None = None, *, page: bool = False) -> GraphResponse:
+        text = parse_qs(urlsplit(url).query).get("$filter", [""])[0]
+        if text and (self.refuse == "filter" or " le " in text):
+            self.urls.append(url)
+            body = {"error": {"code": "Request_UnsupportedQuery", "message": "Unsupported query."}}
+            return GraphResponse(400, {}, body, "cid")
+        return await super().read(url, headers, page=page)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(moments, moments), max_size=30))
+def test_refused_ranges_keep_the_order_with_open_ended_windows(stamps: list[tuple[Any, Any]]) -> None:
+    users = [user(str(uuid.UUID(int=n + 1)), a, b) for n, (a, b) in enumerate(stamps)]
+    graph = RefusingGraph(users, "range")
+    assert _listed(graph) == _listed(FakeGraph(users)), "the same users, once each, in the same windows"
+    assert [u for u in graph.urls if " le " in parse_qs(urlsplit(u).query).get("$filter", [""])[0]], "ranges tried"
+
+
+def test_a_refused_open_ended_filter_is_a_filter_refusal_naming_the_filter() -> None:
+    from revoke_ops.activity import FilterRefusedError
+
+    graph = RefusingGraph([user("0f0f0f0f-0000-4000-8000-000000000001", NOW - timedelta(hours=1))], "filter")
+    with pytest.raises(FilterRefusedError) as caught:
+        _listed(graph)
+    assert "signInActivity/lastSignInDateTime ge" in caught.value.reason and "400" in caught.value.reason
+
+
+def test_keep_limits_the_windows_to_targets_and_final_false_stops_after_them() -> None:
+    ids = [str(uuid.UUID(int=n + 1)) for n in range(6)]
+    users = [user(ids[0], NOW - timedelta(days=20)), user(ids[1], NOW - timedelta(hours=1)), user(ids[2])]
+    users += [user(ids[3], None, NOW - timedelta(days=3)), user(ids[4], NOW - timedelta(hours=2)), user(ids[5])]
+    targets = {ids[0], ids[1], ids[2], ids[3]}
+    listed = _listed(FakeGraph(users), final=False, keep=lambda u: u["id"] in targets)
+    assert listed == [(ids[1], 0), (ids[3], 1), (ids[0], 2)], "targets only, by window; no final pass"
