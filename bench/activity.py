@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import json
 import resource
-import ssl
 import subprocess
 import sys
 import time
@@ -29,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.bench import ROOT, WRITE_BURST, WRITE_RATE, results_file, sandbox
+from bench.bench import ROOT, WRITE_BURST, WRITE_RATE, graph_pages, results_file, sandbox
 
 ACTIVE_DAYS = 1  # "recently active": last sign-in activity within a day
 MONTH_DAYS = 30
@@ -41,32 +40,8 @@ def _ts(value: str) -> float:
 
 def ground_truth(bundle_path: Path, ca: str) -> dict[str, dict[str, Any]]:
     """Every user with its type and sign-in activity, read through Graph (paced by its Retry-After)."""
-    import httpx
-    from azure.identity import CertificateCredential
-
-    bundle = json.loads(bundle_path.read_text())
-    credential = CertificateCredential(
-        bundle["tenantId"],
-        bundle["clientId"],
-        certificate_data=(bundle["privateKeyPem"] + bundle["certificatePem"]).encode(),
-        authority=bundle["authorityHost"],
-        disable_instance_discovery=True,
-    )
-    headers = {"Authorization": f"Bearer {credential.get_token(bundle['graphScope']).token}"}
-    client = httpx.Client(verify=ssl.create_default_context(cafile=ca), timeout=120)
-    url: str | None = f"{bundle['graphEndpoint']}/users?$select=id,userType,externalUserState,signInActivity&$top=500"
-    users: dict[str, dict[str, Any]] = {}
-    while url:
-        page = client.get(url, headers=headers)
-        if page.status_code == 429:
-            time.sleep(float(page.headers.get("Retry-After", "1")))
-            continue
-        page.raise_for_status()
-        body = page.json()
-        for u in body["value"]:
-            users[u["id"]] = u
-        url = body.get("@odata.nextLink")
-    return users
+    query = "users?$select=id,userType,externalUserState,signInActivity&$top=500"
+    return {u["id"]: u for page in graph_pages(bundle_path, ca, query) for u in page}
 
 
 def run_once(bundle: Path, order: str, scale: float, journal: Path) -> dict[str, Any]:

@@ -115,14 +115,18 @@ def sandbox(
             process.kill()
 
 
-def user_ids(tenant: Tenant, count: int, *, bundle_path: Path | None = None, enabled_only: bool = False) -> list[str]:
-    """``count`` ordinary members (internal, no role), read through the control-free Graph path."""
+def graph_pages(bundle_path: Path, ca: str, query: str) -> Iterator[list[dict[str, Any]]]:
+    """The pages of ``GET {graphEndpoint}/{query}``, signed in as the bundle's app with its certificate.
+
+    Graph's 429s are waited out (Retry-After); any other error status raises. The one credential
+    set-up of the benchmarks' own Graph reads (the client under test builds its own).
+    """
     import ssl
 
     import httpx
     from azure.identity import CertificateCredential
 
-    bundle = json.loads((bundle_path or tenant.bundle).read_text())
+    bundle = json.loads(bundle_path.read_text())
     credential = CertificateCredential(
         bundle["tenantId"],
         bundle["clientId"],
@@ -131,24 +135,27 @@ def user_ids(tenant: Tenant, count: int, *, bundle_path: Path | None = None, ena
         disable_instance_discovery=True,
     )
     headers = {"Authorization": f"Bearer {credential.get_token(bundle['graphScope']).token}"}
-    client = httpx.Client(verify=ssl.create_default_context(cafile=tenant.info["caBundle"]), timeout=120)
-    url: str | None = (
-        f"{bundle['graphEndpoint']}/users?$filter=startswith(userPrincipalName,'user')"
-        "&$select=id,userType,accountEnabled&$top=999"
-    )
+    with httpx.Client(verify=ssl.create_default_context(cafile=ca), timeout=120) as client:
+        url: str | None = f"{bundle['graphEndpoint']}/{query}"
+        while url:
+            page = client.get(url, headers=headers)
+            if page.status_code == 429:
+                time.sleep(float(page.headers.get("Retry-After", "1")))
+                continue
+            page.raise_for_status()
+            body = page.json()
+            yield list(body["value"])
+            url = body.get("@odata.nextLink")
+
+
+def user_ids(tenant: Tenant, count: int) -> list[str]:
+    """``count`` ordinary members (internal, no role), read through the control-free Graph path."""
+    query = "users?$filter=startswith(userPrincipalName,'user')&$select=id,userType&$top=999"
     ids: list[str] = []
-    while url and len(ids) < count:
-        page = client.get(url, headers=headers)
-        if page.status_code == 429:
-            time.sleep(float(page.headers.get("Retry-After", "1")))
-            continue
-        body = page.json()
-        ids += [
-            u["id"]
-            for u in body["value"]
-            if u.get("userType") == "Member" and (u.get("accountEnabled") or not enabled_only)
-        ]
-        url = body.get("@odata.nextLink")
+    for page in graph_pages(tenant.bundle, tenant.info["caBundle"], query):
+        ids += [u["id"] for u in page if u.get("userType") == "Member"]
+        if len(ids) >= count:
+            break
     return ids[:count]
 
 

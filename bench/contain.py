@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from bench.bench import ROOT, WRITE_BURST, WRITE_RATE, Tenant, results_file, sandbox, throttled_share, user_ids
+from bench.bench import ROOT, WRITE_BURST, WRITE_RATE, Tenant, graph_pages, results_file, sandbox, throttled_share
 
 STACK = "bench-contain"
 
@@ -55,6 +55,17 @@ def contain_bundle(tenant: Tenant) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"applying stack {STACK} failed: {done.stderr.strip()}")
     return bundle
+
+
+def enabled_members(tenant: Tenant, bundle: Path, count: int) -> list[str]:
+    """``count`` enabled ordinary members (no role, not synced): each takes exactly two writes."""
+    query = "users?$filter=startswith(userPrincipalName,'user')&$select=id,userType,accountEnabled&$top=999"
+    ids: list[str] = []
+    for page in graph_pages(bundle, tenant.info["caBundle"], query):
+        ids += [u["id"] for u in page if u.get("userType") == "Member" and u.get("accountEnabled")]
+        if len(ids) >= count:
+            break
+    return ids[:count]
 
 
 async def run_contain(bundle: Path, targets: Path, journal: Path, scale: float) -> dict[str, Any]:
@@ -92,8 +103,7 @@ def lost_users(ids: list[str], journal: Path, changes: list[dict[str, Any]], rev
 def bench_contain(users: int, scale: float) -> dict[str, Any]:
     with sandbox(users + 500, time_scale=scale) as tenant:
         bundle = contain_bundle(tenant)
-        # enabled ordinary members (no role, not synced): each takes exactly two writes
-        ids = user_ids(tenant, users, bundle_path=bundle, enabled_only=True)
+        ids = enabled_members(tenant, bundle, users)
         if len(ids) < users:
             raise RuntimeError(f"the tenant has {len(ids)} enabled ordinary members, not {users}")
         targets = tenant.state / "targets.txt"

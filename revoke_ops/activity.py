@@ -6,7 +6,8 @@ timestamp property, and ends with a plain listing of everyone not yet seen. A se
 128-bit object ids keeps every user in the window of their most recent activity, and once overall.
 
 The pure parts (windows, timestamps, the seen set, the read pacer) are here with the listing
-itself; :mod:`revoke_ops.resolve` turns what it yields into revocations.
+itself; :mod:`revoke_ops.resolve` turns what it yields into revocations, and
+:mod:`revoke_ops.activity_plan` decides before a run whether it goes by activity.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
-from revoke_ops.errors import InputError
 from revoke_ops.facts import rfc3339
-from revoke_ops.graph import ADVANCED_HEADERS, USER_FIELDS, GraphRequestError, GraphSession
-from revoke_ops.request import RevokeRequest
+from revoke_ops.graph import USER_FIELDS, GraphRequestError, GraphSession
 
 __all__ = [
     "AUDIT_LOG_READ",
@@ -33,17 +32,16 @@ __all__ = [
     "WINDOW_DAYS",
     "ActivityOrder",
     "ActivityUnavailableError",
+    "FilterRefusedError",
     "ReadPacer",
     "SeenIds",
     "Window",
     "activity_available",
-    "activity_order",
     "format_time",
     "inactive_for",
     "last_activity",
     "ordered_users",
     "parse_time",
-    "skip_estimate",
     "unavailable_reason",
     "window_of",
     "windows",
@@ -76,6 +74,8 @@ class ActivityOrder:
     now: datetime
     reads_per_minute: float = READS_PER_MINUTE
     skip_inactive_days: int | None = None
+    #: signInActivity reads spent deciding (probe, counts): the run's pacer starts with fewer
+    reads_used: int = 0
 
 
 class ActivityUnavailableError(Exception):
@@ -84,6 +84,10 @@ class ActivityUnavailableError(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class FilterRefusedError(ActivityUnavailableError):
+    """Graph answered 400 to a window's filter: that request shape is not served (docs/activity-ordering.md)."""
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -126,12 +130,17 @@ class Window:
     def label(self) -> str:
         return f"active within {self.days} day{'s' if self.days != 1 else ''}"
 
-    def filters(self) -> list[str]:
-        """One ``$filter`` per timestamp property: a filter on signInActivity takes no other property."""
+    def filters(self, ranged: bool = True) -> list[str]:
+        """One ``$filter`` per timestamp property: a filter on signInActivity takes no other property.
+
+        ``ranged`` bounds the window above too (``ge`` and ``le`` on one property); without it the
+        filter is open-ended (``ge`` alone, the documented shape) and the seen set drops the users of
+        earlier windows, which the listing then reads again.
+        """
         out = []
         for prop in PROPERTIES:
             text = f"signInActivity/{prop} ge {format_time(self.since)}"
-            if self.until is not None:
+            if ranged and self.until is not None:
                 text += f" and signInActivity/{prop} le {format_time(self.until)}"
             out.append(text)
         return out
@@ -203,6 +212,7 @@ class ReadPacer:
         self,
         per_minute: float = READS_PER_MINUTE,
         *,
+        used: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
@@ -210,7 +220,7 @@ class ReadPacer:
         self.capacity = max(1.0, per_minute)
         self._monotonic = monotonic
         self._sleep = sleep
-        self._tokens = self.capacity
+        self._tokens = max(0.0, self.capacity - used)  # reads already spent this minute (the run's checks)
         self._updated = monotonic()
 
     async def wait(self) -> None:
@@ -233,7 +243,8 @@ def activity_available(permissions: frozenset[str]) -> bool:
 
 
 def unavailable_reason(status: int, code: str | None, message: str) -> str | None:
-    """Why Graph refused a signInActivity read, in the operator's terms; None if it was not a refusal."""
+    """Why Graph refused a signInActivity read, in the operator's terms; None if it was not a refusal.
+    A 400 (a filter shape Graph does not serve) is explained by the caller, who knows the filter."""
     if status == 403 and code == NO_LICENCE:
         return (
             "the tenant has no Microsoft Entra ID P1/P2 licence, which reading sign-in activity needs "
@@ -247,8 +258,16 @@ def unavailable_reason(status: int, code: str | None, message: str) -> str | Non
     return None
 
 
-async def _pages(session: GraphSession, url: str, pacer: ReadPacer) -> AsyncIterator[list[dict[str, Any]]]:
-    """A signInActivity listing page by page, each read paced; a refusal raises ActivityUnavailableError."""
+def refused_filter(text: str, code: str | None, message: str) -> str:
+    """Why a window listing stopped: Graph answered 400 to its filter."""
+    return f"Graph refused the sign-in activity filter '{text}' (400 {code or ''}: {message})"
+
+
+async def _pages(
+    session: GraphSession, url: str, pacer: ReadPacer, text: str = ""
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """A signInActivity listing page by page, each read paced; a refusal raises ActivityUnavailableError
+    (FilterRefusedError for a 400: ``text`` is the filter, for the reason)."""
     next_url: str | None = url
     while next_url:
         await pacer.wait()
@@ -256,6 +275,8 @@ async def _pages(session: GraphSession, url: str, pacer: ReadPacer) -> AsyncIter
         # the end of the listing (issue 10 #1).
         response = await session.read(next_url, page=True)
         if response.status != 200 or not isinstance(response.body, dict):
+            if response.status == 400:
+                raise FilterRefusedError(refused_filter(text, response.error_code, response.error_message))
             reason = unavailable_reason(response.status, response.error_code, response.error_message)
             if reason:
                 raise ActivityUnavailableError(reason)
@@ -271,6 +292,8 @@ async def ordered_users(
     pacer: ReadPacer | None = None,
     seen: SeenIds | None = None,
     final_with_activity: bool = False,
+    final: bool = True,
+    keep: Callable[[dict[str, Any]], bool] | None = None,
     days: tuple[int, ...] = WINDOW_DAYS,
 ) -> AsyncIterator[tuple[dict[str, Any], Window | None]]:
     """Every user of the tenant once: by activity window, most recent first, then everyone else.
@@ -278,21 +301,40 @@ async def ordered_users(
     Yields ``(user, window)``; ``window`` is None for the final pass (older or no activity, or not
     seen in a window). ``final_with_activity`` reads signInActivity in the final pass too (paced,
     500 per page), so a caller can decide on each user's activity (``--skip-inactive-days``).
+    ``final=False`` stops after the windows; ``keep`` limits the windows to some users (a group's,
+    a file's): the others are neither yielded nor remembered.
 
-    :raises ActivityUnavailableError: Graph refused the first signInActivity read (licence, permission).
+    Each window is listed with ``ge`` and ``le`` on one property; if Graph answers 400 to that
+    shape, the remaining windows are listed with ``ge`` alone (documented), the seen set dropping
+    the users of earlier windows: the same order, more pages read.
+
+    :raises ActivityUnavailableError: Graph refused a signInActivity read (licence, permission);
+        FilterRefusedError if it refused the ``ge`` filter itself (400).
     :raises GraphRequestError: any other error answer.
     """
     pacer = pacer or ReadPacer()
     seen = seen if seen is not None else SeenIds()
+    ranged = True
     for window in windows(now, days):
-        for text in window.filters():
-            url = f"/users?$filter={quote(text, safe='')}&$select={ACTIVITY_FIELDS}&$top={PAGE_SIZE}"
-            async for page in _pages(session, url, pacer):
-                for user in page:
-                    uid = str(user.get("id", ""))
-                    if uid and seen.add(uid):
-                        yield user, window
+        for index in range(len(PROPERTIES)):
+            text = window.filters(ranged)[index]
+            try:
+                async for user in _kept(_pages(session, _window_url(text), pacer, text), seen, keep):
+                    yield user, window
+            except FilterRefusedError as err:
+                if not ranged or window.until is None:
+                    raise  # the open-ended shape itself: the caller falls back to listing order
+                ranged = False
+                log.warning(
+                    "%s; the remaining activity windows are listed with 'ge' alone (more pages, the same order)",
+                    err.reason,
+                )
+                text = window.filters(ranged)[index]
+                async for user in _kept(_pages(session, _window_url(text), pacer, text), seen, keep):
+                    yield user, window
         log.debug("activity window %s listed; %d users seen so far", window.label, len(seen))
+    if not final:
+        return
     if final_with_activity:
         url = f"/users?$select={ACTIVITY_FIELDS}&$top={PAGE_SIZE}"
         source = _pages(session, url, pacer)
@@ -305,58 +347,21 @@ async def ordered_users(
                 yield user, None
 
 
+def _window_url(text: str) -> str:
+    return f"/users?$filter={quote(text, safe='')}&$select={ACTIVITY_FIELDS}&$top={PAGE_SIZE}"
+
+
+async def _kept(
+    pages: AsyncIterator[list[dict[str, Any]]], seen: SeenIds, keep: Callable[[dict[str, Any]], bool] | None
+) -> AsyncIterator[dict[str, Any]]:
+    """The users of a window listing not seen before (and kept), each recorded as seen."""
+    async for page in pages:
+        for user in page:
+            uid = str(user.get("id", ""))
+            if uid and (keep is None or keep(user)) and seen.add(uid):
+                yield user
+
+
 # -- deciding, before a run, whether it goes by activity ------------------------------------------
 #: What an activity probe reads: one user, with signInActivity (counts against Graph's 10 a minute).
 ACTIVITY_PROBE = "/users?$select=id,signInActivity&$top=1"
-
-
-async def activity_order(
-    session: GraphSession, permissions: frozenset[str], request: RevokeRequest
-) -> tuple[ActivityOrder | None, str | None]:
-    """Whether a whole-tenant run can go by sign-in activity; else why not (said once, as a warning).
-
-    :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read.
-    """
-    if not request.all_users or (not request.order_by_activity and request.skip_inactive_days is None):
-        return None, None
-    reason: str | None = None
-    if request.filter:
-        reason = "with --filter (Graph cannot combine a filter on sign-in activity with other properties)"
-    elif not activity_available(permissions):
-        reason = (
-            "the token does not carry AuditLog.Read.All (add it to the stack's readPermissions; reading sign-in "
-            "activity also needs Microsoft Entra ID P1/P2)"
-        )
-    else:
-        probe = await session.read(ACTIVITY_PROBE)
-        if probe.status != 200:
-            reason = unavailable_reason(probe.status, probe.error_code, probe.error_message) or (
-                f"Graph answered {probe.status} {probe.error_code or ''} to a sign-in activity read"
-            )
-    if reason is None:
-        now = datetime.now(UTC).replace(microsecond=0)
-        return ActivityOrder(now, request.activity_reads_per_minute, request.skip_inactive_days), None
-    if request.skip_inactive_days is not None:
-        raise InputError(f"--skip-inactive-days needs the tenant's sign-in activity, which cannot be read: {reason}")
-    return None, (
-        f"activity ordering is off: {reason}. After privileged users, users are revoked in Graph's listing "
-        "order, not most recently active first (docs/activity-ordering.md)"
-    )
-
-
-async def skip_estimate(session: GraphSession, order: ActivityOrder, total: int | None) -> tuple[int, int] | None:
-    """How many users --skip-inactive-days skips, from Graph's counts: a range, as the two timestamps
-    are counted apart (a user active by both counts twice). None when Graph does not count."""
-    if total is None or order.skip_inactive_days is None:
-        return None
-    since = format_time(order.now - timedelta(days=order.skip_inactive_days))
-    active: list[int] = []
-    for prop in PROPERTIES:
-        text = quote(f"signInActivity/{prop} ge {since}", safe="")
-        response = await session.read(
-            f"/users?$count=true&$top=1&$select=id&$filter={text}", headers=dict(ADVANCED_HEADERS)
-        )
-        if response.status != 200 or not isinstance(response.body, dict) or "@odata.count" not in response.body:
-            return None
-        active.append(int(response.body["@odata.count"]))
-    return max(0, total - sum(active)), max(0, total - max(active))

@@ -29,7 +29,6 @@ from urllib.parse import quote, urlsplit
 
 import httpcore
 import httpx
-from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
 from kiota_abstractions.method import Method
 from kiota_abstractions.request_information import RequestInformation
 from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
@@ -38,8 +37,8 @@ from msgraph.graph_request_adapter import GraphRequestAdapter
 from msgraph.graph_request_adapter import options as graph_options
 from msgraph_core import GraphClientFactory
 
-from revoke_ops.credentials import Identity, ca_bundle, explain_auth_error
-from revoke_ops.credentials.identity import unreachable_error
+from revoke_ops.credentials import Identity, ca_bundle
+from revoke_ops.credentials.identity import TOKEN_ERRORS
 from revoke_ops.errors import (
     GraphRequestError,
     ServiceError,
@@ -148,13 +147,6 @@ class BatchItem:
     body: Any = None
 
 
-def token_failure(err: Exception, identity: Identity) -> Exception:
-    """A failure to get a token while sending: transient (:class:`TransientAuthError`, retry later) or not."""
-    if isinstance(err, (ServiceRequestError, ServiceResponseError)):
-        return unreachable_error(err, identity.authority_host)
-    return explain_auth_error(err, f"{identity.description} in tenant {identity.tenant_id}")
-
-
 class GraphSession:
     """msgraph-sdk's adapter and client for one identity; an async context manager.
 
@@ -261,8 +253,8 @@ class GraphSession:
             response = await self.adapter.get_http_response_message(info, span)
         except NETWORK_ERRORS as err:
             raise TransportError(f"{type(err).__name__}: {err}") from err
-        except (ClientAuthenticationError, ServiceRequestError, ServiceResponseError) as err:
-            raise token_failure(err, self.identity) from err
+        except TOKEN_ERRORS as err:  # the request's authentication asked the credential for a token
+            raise self.identity.token_error(err) from err
         finally:
             span.end()
         response_headers = {k.lower(): v for k, v in response.headers.items()}

@@ -19,11 +19,12 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import IO, Any
 
 from revoke_ops.engine import Summary
 
-__all__ = ["LIST_LIMIT", "Progress", "Writer", "table", "writer"]
+__all__ = ["LIST_LIMIT", "Progress", "RevokeReport", "Writer", "table", "writer"]
 
 log = logging.getLogger("revoke_ops")
 
@@ -47,6 +48,30 @@ def _not_revoked_row(r: dict[str, Any]) -> list[str]:
         r.get("code") or "",
         (r.get("reason") or "")[:100],
     ]
+
+
+@dataclass(frozen=True)
+class RevokeReport:
+    """What a revoke (or contain) run reports, framed once for every format."""
+
+    dry_run: bool
+    summary: Summary
+    journal: str | None
+    warnings: list[str]
+    not_revoked: list[Any]
+    contain_text: str = ""  # contain's own table text
+    contain_fields: dict[str, Any] = field(default_factory=dict)  # contain's JSON fields
+
+    def document(self) -> dict[str, Any]:
+        """The JSON answer: every list complete; JSON Lines writes the same keys, a list item per line."""
+        return {
+            "dryRun": self.dry_run,
+            "summary": self.summary.to_json(),
+            "journal": self.journal,
+            "warnings": self.warnings,
+            "notRevoked": list(self.not_revoked),
+            **self.contain_fields,
+        }
 
 
 class Writer:
@@ -77,23 +102,29 @@ class Writer:
         not_revoked: list[Any],
         contain: tuple[str, dict[str, Any]] | None = None,  # contain: (its table text, its JSON fields)
     ) -> None:
-        if dry_run and self.shown == 0:
+        """Write a revoke (or contain) run's result: the users not revoked, the counts, the journal."""
+        text, fields = contain if contain is not None else ("", {})
+        self.revoke_report(RevokeReport(dry_run, summary, journal, warnings, not_revoked, text, fields))
+
+    def revoke_report(self, report: RevokeReport) -> None:
+        if report.dry_run and self.shown == 0:
             self._print("nothing would be revoked")
+        not_revoked = report.not_revoked
         if not_revoked:
             rows = [_not_revoked_row(r) for r in not_revoked[:LIST_LIMIT]]
             self._print(table(rows, ["OUTCOME", "ID", "USER", "CODE", "REASON"]))
             if len(not_revoked) > LIST_LIMIT:
                 more = len(not_revoked) - LIST_LIMIT
-                where = "the journal and --output json" if journal else "--output json"
+                where = "the journal and --output json" if report.journal else "--output json"
                 self._print(f"... and {more} more (all of them in {where})")
-        counts = [[str(k), str(v)] for k, v in summary.counts.items()]
-        if dry_run:
-            counts.insert(0, ["would revoke", str(summary.would_revoke)])
+        counts = [[str(k), str(v)] for k, v in report.summary.counts.items()]
+        if report.dry_run:
+            counts.insert(0, ["would revoke", str(report.summary.would_revoke)])
         self._print(table(counts, ["OUTCOME", "USERS"]))
-        if contain is not None and contain[0]:
-            self._print(contain[0])
-        if journal:
-            self._print(f"journal: {journal}")
+        if report.contain_text:
+            self._print(report.contain_text)
+        if report.journal:
+            self._print(f"journal: {report.journal}")
 
     # -- verify, doctor, messages ---------------------------------------------------------------
     def verify_result(self, result: Any) -> None:
@@ -144,25 +175,8 @@ class JsonWriter(Writer):
         self.out.write("\n  ],\n" + rest.lstrip("\n") + "\n")
         self.shown = -1  # closed
 
-    def revoke_result(
-        self,
-        *,
-        dry_run: bool,
-        summary: Summary,
-        journal: str | None,
-        warnings: list[str],
-        not_revoked: list[Any],
-        contain: tuple[str, dict[str, Any]] | None = None,  # contain: (its table text, its JSON fields)
-    ) -> None:
-        body = {
-            "dryRun": dry_run,
-            "summary": summary.to_json(),
-            "journal": journal,
-            "warnings": warnings,
-            "notRevoked": list(not_revoked),
-            **(contain[1] if contain is not None else {}),
-        }
-        self._document(body, streamed=dry_run)
+    def revoke_report(self, report: RevokeReport) -> None:
+        self._document(report.document(), streamed=report.dry_run)
 
     def verify_result(self, result: Any) -> None:
         self._print(json.dumps(result.to_json(), indent=2))
@@ -192,23 +206,12 @@ class JsonLinesWriter(JsonWriter):
         self._line("wouldRevoke", row)
         self.shown += 1
 
-    def revoke_result(
-        self,
-        *,
-        dry_run: bool,
-        summary: Summary,
-        journal: str | None,
-        warnings: list[str],
-        not_revoked: list[Any],
-        contain: tuple[str, dict[str, Any]] | None = None,  # contain: (its table text, its JSON fields)
-    ) -> None:
-        for row in not_revoked:
-            self._line("notRevoked", row)
-        fields = dict(contain[1]) if contain is not None else {}
-        for row in fields.pop("notContained", []):
-            self._line("notContained", row)
-        summary_line = {"dryRun": dry_run, **summary.to_json(), "journal": journal, "warnings": warnings}
-        self._line("summary", {**summary_line, **fields})
+    def revoke_report(self, report: RevokeReport) -> None:
+        document = report.document()
+        for kind in ("notRevoked", "notContained"):  # the document's lists, one line per entry
+            for row in document.pop(kind, []):
+                self._line(kind, row)
+        self._line("summary", {"dryRun": document.pop("dryRun"), **document.pop("summary"), **document})
 
     def verify_result(self, result: Any) -> None:
         body = result.to_json()

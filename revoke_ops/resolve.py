@@ -19,11 +19,13 @@ from revoke_ops.activity import (
     ActivityOrder,
     ActivityUnavailableError,
     ReadPacer,
+    SeenIds,
     format_time,
     inactive_for,
     last_activity,
     ordered_users,
 )
+from revoke_ops.activity_plan import TargetKeys, file_keys, group_keys, scoped_windows
 from revoke_ops.directory import (
     LOOKUP_CHUNK,
     USER_TYPE,
@@ -181,13 +183,20 @@ async def _local_as_given(plan: Plan) -> AsyncIterator[Item]:
 
 
 async def _local_resolved(plan: Plan, session: GraphSession) -> AsyncIterator[Item]:
-    """Local targets looked up in chunks (pipelined), privileged ones first."""
+    """Local targets looked up in chunks (pipelined), privileged ones first; with activity ordering,
+    then those found in the tenant's activity windows, then the rest in the given order."""
     first = [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
     first_keys = {key_hash(t.key) for t in first}
     for chunk in _chunks(first, LOOKUP_CHUNK):
         for item in await _resolved(plan, session, chunk):
             yield item
-    rest = _chunks((t for t in _local_targets(plan) if key_hash(t.key) not in first_keys), LOOKUP_CHUNK)
+    taken = SeenIds()
+    if plan.activity is not None:
+        keys = file_keys(t for t in _local_targets(plan) if key_hash(t.key) not in first_keys)
+        async for item in _windows_first(plan, plan.activity, session, keys, taken):
+            yield item
+    todo = (t for t in _local_targets(plan) if key_hash(t.key) not in first_keys and t.key not in taken)
+    rest = _chunks(todo, LOOKUP_CHUNK)
     async for items in _pipelined(rest, lambda chunk: _resolved(plan, session, chunk)):
         for item in items:
             yield item
@@ -296,6 +305,12 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
         if plan.activity is not None and plan.all_users and not plan.filter:
             async for item in _by_activity(plan, plan.activity, session, url):
                 yield item
+        elif plan.activity is not None and plan.group:
+            keys = await group_keys(session, plan.group)
+            async for item in _windows_first(plan, plan.activity, session, keys):
+                yield item
+            async for item in _listed(plan, session, url, headers):  # the rest; stream() drops repeats
+                yield item
         else:
             async for item in _listed(plan, session, url, headers):
                 yield item
@@ -330,7 +345,10 @@ async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, 
     """
     days = order.skip_inactive_days
     source = ordered_users(
-        session, order.now, pacer=ReadPacer(order.reads_per_minute), final_with_activity=days is not None
+        session,
+        order.now,
+        pacer=ReadPacer(order.reads_per_minute, used=order.reads_used),
+        final_with_activity=days is not None,
     )
     try:
         async for user, _window in source:
@@ -359,3 +377,19 @@ async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, 
         log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)
         async for item in _listed(plan, session, url, None):
             yield item
+
+
+async def _windows_first(
+    plan: Plan, order: ActivityOrder, session: GraphSession, keys: TargetKeys, taken: SeenIds | None = None
+) -> AsyncIterator[Item]:
+    """A group's or file's targets found in the tenant's activity windows (revoke_ops.activity_plan),
+    most recent first; ``taken`` records the keys found. If Graph stops serving sign-in activity, the
+    caller's rest (every target not yet yielded, in listing or given order) follows as it is."""
+    try:
+        async for user, key in scoped_windows(session, order, keys):
+            if taken is not None:
+                taken.add(key)
+            if not _done(plan, str(user.get("id", "")).lower(), user.get("userPrincipalName")):
+                yield _decide(plan, user, key)
+    except ActivityUnavailableError as err:
+        log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)

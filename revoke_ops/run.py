@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from revoke_ops import __version__
-from revoke_ops.activity import activity_order, format_time, skip_estimate
+from revoke_ops.activity import format_time
+from revoke_ops.activity_plan import activity_order, skip_estimate
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.engine import Engine, Item, Send, Settled, Summary
 from revoke_ops.errors import AuthError, InputError
@@ -215,7 +216,7 @@ async def prepare(
         targets = await _remote_count(session, request)
         basis = "estimate" if targets is not None else "unknown"
         privileged_first = None
-    activity, activity_note = await activity_order(session, caps.permissions, request)
+    activity, activity_note = await activity_order(session, caps.permissions, request, targets)
     if activity_note:
         warnings.append(activity_note)
     estimate = None

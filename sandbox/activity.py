@@ -6,6 +6,11 @@ Entra ID P1/P2; it supports ``$filter`` with ``eq``, ``ne``, ``not``, ``ge``, ``
 with any other property; the page size is at most 500 when it is selected or filtered on; and such
 reads are limited to 10 requests per minute per app. ``$orderby`` on it is not documented: refused.
 The handlers call :func:`users_query`; refusals come back as :class:`RefusalError` for them to answer.
+
+Two request shapes are undocumented either way (``ge`` and ``le`` on one property in one filter;
+``$count`` with a filter on signInActivity): the sandbox serves them, and :func:`refuse` (control
+setting ``activityRefusals``) makes it answer 400 to them, or to any filter on signInActivity, so
+tests can prove a client falls back.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +37,24 @@ PROPERTIES = {
 #: The seeded activity mix: share of users active within the last day, and within 1-30 days; the rest
 #: signed in earlier (half of them) or never.
 ACTIVITY_MIX = (0.25, 0.35)
+
+
+#: Request shapes the sandbox can be told to refuse (400): "range" (ge and le on one property in one
+#: filter), "count" ($count with a filter on signInActivity), "filter" (any filter on signInActivity).
+SHAPES = frozenset({"range", "count", "filter"})
+_refusing: weakref.WeakKeyDictionary[Tenant, frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def refuse(tenant: Tenant, shapes: Iterable[str]) -> None:
+    """Answer 400 to these signInActivity request shapes from now on (empty: serve them all).
+
+    :raises ValueError: an unknown shape, naming the allowed ones.
+    """
+    wanted = frozenset(str(s) for s in shapes)
+    unknown = sorted(wanted - SHAPES)
+    if unknown:
+        raise ValueError(f"unknown activity refusal(s) {unknown}: allowed {sorted(SHAPES)}")
+    _refusing[tenant] = wanted
 
 
 class RefusalError(Exception):
@@ -181,7 +205,21 @@ def users_query(
         return ActivityQuery(True, own_filter=False)
     if not _mentions(text):
         return ActivityQuery(True, own_filter=False)  # selected, filtered on other properties: allowed
+    _refused_shape(tenant, text, query)
     return ActivityQuery(True, parse_activity_filter(text))
+
+
+def _refused_shape(tenant: Tenant, text: str, query: dict[str, str]) -> None:
+    """The undocumented shapes this tenant was told to refuse (:func:`refuse`): 400, as Graph would."""
+    refusing = _refusing.get(tenant, frozenset())
+    if not refusing:
+        return
+    if "filter" in refusing:
+        raise _unsupported("Filtering on signInActivity is not supported for this request.")
+    if "range" in refusing and re.search(r"\s+and\s+", text, re.IGNORECASE):
+        raise _unsupported("Unsupported or invalid query filter clause specified for property 'signInActivity'.")
+    if "count" in refusing and query.get("$count", "").lower() == "true":
+        raise _unsupported("$count is not supported with a filter on signInActivity.")
 
 
 def _admit_read(tenant: Tenant, app_id: str, now: float, scale: float) -> None:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from sandbox import activity
+
 if TYPE_CHECKING:
     from sandbox.server import Sandbox
 
@@ -69,6 +71,8 @@ def add_routes(app: web.Application, sandbox: Sandbox) -> None:
                 sandbox.tenant.premium = bool(body["p1Licence"])
             if "p2Licence" in body:
                 sandbox.tenant.p2_licence = bool(body["p2Licence"])
+            if "activityRefusals" in body:  # sandbox.activity.SHAPES: 400 to those signInActivity queries
+                activity.refuse(sandbox.tenant, body["activityRefusals"])
             if "throttling" in body:
                 sandbox.throttle.enabled = bool(body["throttling"])
             if "latency" in body:

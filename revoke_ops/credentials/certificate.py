@@ -189,19 +189,14 @@ def certificate_identity(
     if verify:
         kwargs["connection_verify"] = verify
     credential = RenewableCredential(lambda: CertificateCredential(tenant, client, certificate_data=pair.pem, **kwargs))
-    return Identity(
-        tenant_id=tenant,
-        client_id=client,
-        authority_host=where.authority_host,
-        graph_endpoint=where.graph_endpoint,
-        graph_scope=where.graph_scope,
-        credential=credential,
+    return Identity.signed_in(
+        where,
+        credential,
         kind=CredentialKind.CERTIFICATE,
         bundle=bundle,
         certificate_thumbprint=pair.thumbprint,
         certificate_not_after=pair.not_after,
         description=f"application {client} with certificate {pair.thumbprint}",
-        renew=credential.renew,
     )
 
 

@@ -18,6 +18,7 @@ import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
@@ -139,15 +140,10 @@ def github_actions_identity(
         return ClientAssertionCredential(tenant, client, source, authority=where.authority_host, **extra)
 
     credential = RenewableCredential(make)
-    return Identity(
-        tenant_id=tenant,
-        client_id=client,
-        authority_host=where.authority_host,
-        graph_endpoint=where.graph_endpoint,
-        graph_scope=where.graph_scope,
-        credential=credential,
+    return Identity.signed_in(
+        replace(where, tenant_id=tenant, client_id=client),
+        credential,
         kind=CredentialKind.GITHUB_ACTIONS,
         bundle=bundle,
         description=f"application {client} through GitHub Actions' OIDC token (federated credential)",
-        renew=credential.renew,
     )

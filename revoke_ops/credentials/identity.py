@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError, ServiceResponseError
@@ -28,10 +28,13 @@ from revoke_ops.redact import redact
 
 if TYPE_CHECKING:
     from revoke_ops.bundle import Bundle
+    from revoke_ops.credentials.tenant import Where
 
 __all__ = [
+    "TOKEN_ERRORS",
     "CredentialKind",
     "Identity",
+    "Renewable",
     "ca_bundle",
     "certificate_days_left",
     "explain_auth_error",
@@ -61,6 +64,10 @@ AADSTS_HINTS = {
     "700212": "the token's audience is not the federated credential's: request it for api://AzureADTokenExchange "
     "(the credential's audience)",
 }
+
+#: What azure-identity raises when no token could be had: refused (ClientAuthenticationError), or the
+#: identity platform not reached / not answering (ServiceRequestError, ServiceResponseError).
+TOKEN_ERRORS = (ClientAuthenticationError, ServiceRequestError, ServiceResponseError)
 
 #: AADSTS codes that mean "try again later": 90033 "a transient error has occurred" (Entra's error
 #: code reference) and 50196 "encountered a loop", which is how Entra throttles user flows (MSAL's
@@ -138,6 +145,16 @@ def unreachable_error(err: Exception, authority_host: str) -> AuthError | Transi
     )
 
 
+class Renewable(Protocol):
+    """An async token credential that can be made to give a fresh token (:meth:`Identity.fresh_token`)."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken: ...
+
+    async def renew(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
 @dataclass(kw_only=True)
 class Identity:
     """Who revoke-ops acts as, and where its requests go.
@@ -159,6 +176,42 @@ class Identity:
     certificate_not_after: datetime | None = None
     renew: Callable[[], Awaitable[None]] | None = field(default=None, repr=False)
 
+    @classmethod
+    def signed_in(
+        cls,
+        where: Where,
+        credential: Renewable,
+        *,
+        kind: CredentialKind,
+        description: str,
+        bundle: Bundle | None,
+        certificate_thumbprint: str | None = None,
+        certificate_not_after: datetime | None = None,
+    ) -> Identity:
+        """The identity every kind of credential ends as: ``where`` it signs in, and its renewable credential.
+
+        A kind that signs in as someone other than ``where`` says (a managed identity's own client id)
+        passes ``dataclasses.replace(where, client_id=...)``.
+
+        :raises ValueError: ``where`` names no tenant (each kind refuses that earlier, naming what to set).
+        """
+        if not where.tenant_id:
+            raise ValueError("an identity needs a tenant id")
+        return cls(
+            tenant_id=where.tenant_id,
+            client_id=where.client_id,
+            authority_host=where.authority_host,
+            graph_endpoint=where.graph_endpoint,
+            graph_scope=where.graph_scope,
+            credential=credential,
+            kind=kind,
+            description=description,
+            bundle=bundle,
+            certificate_thumbprint=certificate_thumbprint,
+            certificate_not_after=certificate_not_after,
+            renew=credential.renew,
+        )
+
     @property
     def delegated(self) -> bool:
         """Whether an operator signed in (delegated permissions), rather than the app itself."""
@@ -172,11 +225,19 @@ class Identity:
         """
         try:
             token: AccessToken = await self.credential.get_token(self.graph_scope, enable_cae=True)
-        except ClientAuthenticationError as err:
-            raise explain_auth_error(err, f"{self.description} in tenant {self.tenant_id}") from err
-        except (ServiceRequestError, ServiceResponseError) as err:
-            raise unreachable_error(err, self.authority_host) from err
+        except TOKEN_ERRORS as err:
+            raise self.token_error(err) from err
         return token
+
+    def token_error(self, err: Exception) -> AuthError | TransientAuthError:
+        """The one classification of a failure to get a token (one of :data:`TOKEN_ERRORS`), wherever it happened.
+
+        Here in :meth:`token`, and in a Graph request whose authentication asked the credential:
+        unreachable -> :func:`unreachable_error`; refused -> :func:`explain_auth_error` (AADSTS hint kept).
+        """
+        if isinstance(err, (ServiceRequestError, ServiceResponseError)):
+            return unreachable_error(err, self.authority_host)
+        return explain_auth_error(err, f"{self.description} in tenant {self.tenant_id}")
 
     async def fresh_token(self) -> AccessToken:
         """A new token from the identity platform, not the cached one (to see newly replicated consent).

@@ -201,17 +201,12 @@ def key_vault_identity(
 
     credential = RenewableCredential(make)
     not_after: datetime | None = getattr(found.properties, "expires_on", None)
-    return Identity(
-        tenant_id=tenant,
-        client_id=client,
-        authority_host=where.authority_host,
-        graph_endpoint=where.graph_endpoint,
-        graph_scope=where.graph_scope,
-        credential=credential,
+    return Identity.signed_in(
+        where,
+        credential,
         kind=CredentialKind.KEY_VAULT,
         bundle=bundle,
         description=f"application {client} with Key Vault {label} (thumbprint {thumbprint})",
         certificate_thumbprint=thumbprint,
         certificate_not_after=not_after,
-        renew=credential.renew,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from revoke_ops.credentials.identity import CredentialKind, Identity, RenewableCredential, ca_bundle
@@ -111,15 +112,11 @@ def platform_identity(
             f"--credential {chosen} needs the tenant id: pass --credentials BUNDLE.json or set AZURE_TENANT_ID"
         )
     credential = RenewableCredential(make)
-    return Identity(
-        tenant_id=tenant,
-        client_id=own_client,
-        authority_host=where.authority_host,
-        graph_endpoint=where.graph_endpoint,
-        graph_scope=where.graph_scope,
-        credential=credential,
+    # The identity signs in as itself: its own client id (None: the system-assigned managed identity).
+    return Identity.signed_in(
+        replace(where, tenant_id=tenant, client_id=own_client),
+        credential,
         kind=chosen,
         bundle=bundle,
         description=description,
-        renew=credential.renew,
     )

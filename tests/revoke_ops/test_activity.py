@@ -231,3 +231,107 @@ def test_final_pass_can_read_activity_for_skip_decisions() -> None:
     listed = _listed(graph, final_with_activity=True)
     assert listed == [("0f0f0f0f-0000-4000-8000-000000000001", None), ("x", None)]
     assert "signInActivity" in graph.urls[-1] and "$top=500" in graph.urls[-1]
+
+
+# -- when Graph refuses a window's filter (400) ----------------------------------------------------
+class RefusingGraph(FakeGraph):
+    """Answers 400 to filters with an upper bound ('range'), or to every signInActivity filter ('filter')."""
+
+    def __init__(self, users: list[dict[str, Any]], refuse: str) -> None:
+        super().__init__(users)
+        self.refuse = refuse
+
+    async def read(self, url: str, headers: dict[str, str] | None = None, *, page: bool = False) -> GraphResponse:
+        text = parse_qs(urlsplit(url).query).get("$filter", [""])[0]
+        if text and (self.refuse == "filter" or " le " in text):
+            self.urls.append(url)
+            body = {"error": {"code": "Request_UnsupportedQuery", "message": "Unsupported query."}}
+            return GraphResponse(400, {}, body, "cid")
+        return await super().read(url, headers, page=page)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(moments, moments), max_size=30))
+def test_refused_ranges_keep_the_order_with_open_ended_windows(stamps: list[tuple[Any, Any]]) -> None:
+    users = [user(str(uuid.UUID(int=n + 1)), a, b) for n, (a, b) in enumerate(stamps)]
+    graph = RefusingGraph(users, "range")
+    assert _listed(graph) == _listed(FakeGraph(users)), "the same users, once each, in the same windows"
+    assert [u for u in graph.urls if " le " in parse_qs(urlsplit(u).query).get("$filter", [""])[0]], "ranges tried"
+
+
+def test_a_refused_open_ended_filter_is_a_filter_refusal_naming_the_filter() -> None:
+    from revoke_ops.activity import FilterRefusedError
+
+    graph = RefusingGraph([user("0f0f0f0f-0000-4000-8000-000000000001", NOW - timedelta(hours=1))], "filter")
+    with pytest.raises(FilterRefusedError) as caught:
+        _listed(graph)
+    assert "signInActivity/lastSignInDateTime ge" in caught.value.reason and "400" in caught.value.reason
+
+
+def test_keep_limits_the_windows_to_targets_and_final_false_stops_after_them() -> None:
+    ids = [str(uuid.UUID(int=n + 1)) for n in range(6)]
+    users = [user(ids[0], NOW - timedelta(days=20)), user(ids[1], NOW - timedelta(hours=1)), user(ids[2])]
+    users += [user(ids[3], None, NOW - timedelta(days=3)), user(ids[4], NOW - timedelta(hours=2)), user(ids[5])]
+    targets = {ids[0], ids[1], ids[2], ids[3]}
+    listed = _listed(FakeGraph(users), final=False, keep=lambda u: u["id"] in targets)
+    assert listed == [(ids[1], 0), (ids[3], 1), (ids[0], 2)], "targets only, by window; no final pass"
+
+
+class LaterRefusingGraph(FakeGraph):
+    """Serves the first ``allowed`` signInActivity reads, then answers 400 to every filter on it."""
+
+    def __init__(self, users: list[dict[str, Any]], allowed: int) -> None:
+        super().__init__(users)
+        self.allowed = allowed
+
+    async def read(self, url: str, headers: dict[str, str] | None = None, *, page: bool = False) -> GraphResponse:
+        if "signInActivity" in parse_qs(urlsplit(url).query).get("$filter", [""])[0]:
+            if self.allowed <= 0:
+                self.urls.append(url)
+                body = {"error": {"code": "Request_UnsupportedQuery", "message": "Unsupported query."}}
+                return GraphResponse(400, {}, body, "cid")
+            self.allowed -= 1
+        return await super().read(url, headers, page=page)
+
+
+@pytest.mark.parametrize("scope", ["tenant", "group", "file"])
+@pytest.mark.parametrize("allowed", [0, 1, 3, 7])
+def test_a_filter_refused_mid_run_loses_nobody_and_repeats_nobody(scope: str, allowed: int, caplog: Any) -> None:
+    """Whatever window Graph starts refusing at, every target is yielded once: the windows' users
+    already sent, then the rest in listing (or given) order."""
+    from revoke_ops.activity import ActivityOrder
+    from revoke_ops.directory import Capabilities
+    from revoke_ops.resolve import Plan, stream
+
+    hours = [1, 30, 24 * 5, 24 * 20, 24 * 60, 24 * 200]
+    users = [user(str(uuid.UUID(int=n + 1)), NOW - timedelta(hours=hours[n % 6])) for n in range(60)]
+    users += [user(str(uuid.UUID(int=1000 + n))) for n in range(5)]
+    for u in users:
+        u["@odata.type"] = "#microsoft.graph.user"
+    graph = LaterRefusingGraph(users, allowed)
+    expected = [u["id"] for u in users]
+    plan = Plan(activity=ActivityOrder(NOW, reads_per_minute=0))
+    if scope == "tenant":
+        plan.all_users = True
+    elif scope == "group":
+        plan.group = "0f0f0f0f-0000-4000-8000-00000000000f"
+        expected = expected[::2]
+        members = [users[i] for i in range(0, len(users), 2)]
+
+        async def group_pages(url: str, headers: dict[str, str] | None = None) -> Any:
+            yield members
+
+        graph.pages = group_pages  # type: ignore[method-assign]
+    else:
+        expected = expected[1::2]
+        plan.users = list(expected)  # looked up by id (the fake answers every user; lookup keeps the asked)
+
+    caps = Capabilities(frozenset({"User.Read.All", "GroupMember.Read.All", "AuditLog.Read.All"}))
+
+    async def go() -> list[str]:
+        return [item.id or "" async for item in stream(plan, graph, caps)]  # type: ignore[arg-type]
+
+    got = asyncio.run(go())
+    assert sorted(got) == sorted(expected) and len(got) == len(set(got)), "everyone once"
+    stopped = [r for r in caplog.records if "activity ordering stopped" in r.getMessage()]
+    assert len(stopped) == 1 and "Graph refused the sign-in activity filter" in stopped[0].getMessage()

@@ -111,7 +111,14 @@ def test_managed_identity_selection(monkeypatch: pytest.MonkeyPatch):
     assert isinstance(identity.credential.current, aio.ManagedIdentityCredential)
     assert identity.tenant_id == BUNDLE["tenantId"]
     assert identity.description == "managed identity 11111111-2222-4333-8444-555555555555"
+    assert identity.client_id == "11111111-2222-4333-8444-555555555555", "the identity's own client id, not the app's"
     asyncio.run(identity.close())
+    monkeypatch.delenv("AZURE_CLIENT_ID")
+    system = platform_identity("managed-identity", bundle=parse_bundle(BUNDLE))
+    assert system.client_id is None and system.description == "managed identity (system-assigned)"
+    assert (system.tenant_id, system.graph_endpoint) == (BUNDLE["tenantId"], BUNDLE["graphEndpoint"])
+    assert system.renew == system.credential.renew, "fresh_token() replaces the credential"
+    asyncio.run(system.close())
 
 
 def test_workload_identity_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
@@ -229,3 +236,89 @@ def test_transient_token_failures_are_told_apart(message: str, status: int, tran
     explained = explain_auth_error(err, "application x")
     assert isinstance(explained, TransientAuthError) is transient
     assert isinstance(explained, AuthError) is not transient
+
+
+class _Refusing:
+    """A token credential that fails the way azure-identity does."""
+
+    def __init__(self, err: Exception) -> None:
+        self.err = err
+
+    async def get_token(self, *scopes: str, **kwargs: object) -> object:
+        raise self.err
+
+    async def renew(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@pytest.mark.parametrize(
+    ("make", "transient", "code", "says"),
+    [
+        (
+            lambda: _client_auth("AADSTS700027: Client assertion contains an invalid signature.", 401),
+            False,
+            "AADSTS700027",
+            "what to do: the certificate is not registered on the application",
+        ),
+        (lambda: _client_auth("Service unavailable", 503), True, "HTTP503", "retry in a minute"),
+        (
+            lambda: _service_request("Cannot connect to host login.microsoftonline.com:443"),
+            True,
+            "NetworkError",
+            "could not reach the identity platform at https://login.microsoftonline.com",
+        ),
+    ],
+)
+def test_a_token_failure_is_classified_once_whether_asked_directly_or_by_a_graph_request(
+    make: object, transient: bool, code: str, says: str
+) -> None:
+    import httpx
+
+    from revoke_ops.credentials import CredentialKind, Identity
+    from revoke_ops.errors import TransientAuthError
+
+    assert callable(make)
+    identity = Identity(
+        tenant_id=BUNDLE["tenantId"],
+        client_id=BUNDLE["clientId"],
+        authority_host="https://login.microsoftonline.com",
+        graph_endpoint="https://graph.microsoft.com/v1.0",
+        graph_scope="https://graph.microsoft.com/.default",
+        credential=_Refusing(make()),
+        kind=CredentialKind.CERTIFICATE,
+        description="application x",
+    )
+
+    def never(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"nothing is sent without a token: {request.url}")
+
+    async def both() -> list[AuthError | TransientAuthError]:
+        caught: list[AuthError | TransientAuthError] = []
+        for attempt in ("token", "graph"):
+            try:
+                if attempt == "token":
+                    await identity.token()
+                else:
+                    async with GraphSession(identity, transport=httpx.MockTransport(never)) as graph:
+                        await graph.send("GET", "/users?$top=1")
+            except (AuthError, TransientAuthError) as err:
+                caught.append(err)
+        return caught
+
+    direct, via_graph = asyncio.run(both())
+    assert (type(direct), str(direct), direct.code) == (type(via_graph), str(via_graph), via_graph.code)
+    assert isinstance(direct, TransientAuthError) is transient
+    assert direct.code == code and says in str(direct)
+
+
+def _client_auth(message: str, status: int) -> Exception:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    return ClientAuthenticationError(message=message, response=_Response(status))  # type: ignore[arg-type]
+
+
+def _service_request(message: str) -> Exception:
+    from azure.core.exceptions import ServiceRequestError
+
+    return ServiceRequestError(message)

@@ -1,0 +1,276 @@
+"""Deciding, before a run, whether it goes by sign-in activity (docs/activity-ordering.md).
+
+Whole-tenant runs go by activity whenever Graph serves it. Group and file runs walk the same
+tenant-wide windows and keep only their targets, so for a small group in a large tenant reading the
+windows costs more time than ordering saves: the windows' ``$count`` (two requests) estimates the
+pages to read at Graph's 10 a minute, and the run goes by activity only when that reading takes at
+most half the time revoking the targets takes at the write budget. Otherwise it keeps listing order
+and says why once.
+
+Also here: the target sets a group or file run keeps (exact ids and UPNs), and the
+``--skip-inactive-days`` estimate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from revoke_ops.activity import (
+    PAGE_SIZE,
+    PROPERTIES,
+    WINDOW_DAYS,
+    ActivityOrder,
+    ReadPacer,
+    SeenIds,
+    activity_available,
+    format_time,
+    ordered_users,
+    refused_filter,
+    unavailable_reason,
+)
+from revoke_ops.directory import USER_TYPE
+from revoke_ops.errors import InputError
+from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
+from revoke_ops.request import RevokeRequest
+from revoke_ops.targets import Target
+
+__all__ = [
+    "READ_SHARE",
+    "ReadCost",
+    "TargetKeys",
+    "activity_order",
+    "file_keys",
+    "group_keys",
+    "group_member_ids",
+    "read_cost",
+    "scoped_windows",
+    "skip_estimate",
+]
+
+log = logging.getLogger(__name__)
+
+#: A group or file run goes by activity when reading the windows takes at most this share of the
+#: time revoking its targets takes at the write budget: in the worst case (no target active) the run
+#: is that much longer; usually less, as the active targets are revoked while the windows are read.
+READ_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class ReadCost:
+    """What reading the tenant's activity windows costs: requests, and seconds at the read limit."""
+
+    pages: int
+    seconds: float
+    basis: str  # how the pages were estimated, in the operator's terms
+
+
+def read_cost(active: list[int], used: int, per_minute: float, basis: str) -> ReadCost:
+    """The windows' reading cost, from how many users each timestamp has within the last window.
+
+    Each window is listed once per property (500 a page): at most the full pages of all windows plus
+    one last (partial or empty) page per listing. The first ``per_minute`` reads (less those ``used``
+    deciding) go at once, then one every ``60 / per_minute`` seconds.
+    """
+    pages = sum(n // PAGE_SIZE for n in active) + len(WINDOW_DAYS) * len(PROPERTIES)
+    if per_minute <= 0:
+        return ReadCost(pages, 0.0, basis)
+    waiting = max(0.0, pages + used - per_minute)
+    return ReadCost(pages, waiting * 60.0 / per_minute, basis)
+
+
+async def _count(session: GraphSession, url: str) -> int | None:
+    response = await session.read(url, headers=dict(ADVANCED_HEADERS))
+    if response.status == 200 and isinstance(response.body, dict) and "@odata.count" in response.body:
+        return int(response.body["@odata.count"])
+    if response.status == 400:
+        log.info("%s", refused_filter(url, response.error_code, response.error_message))
+    return None
+
+
+def _active_url(prop: str, since: datetime) -> str:
+    text = quote(f"signInActivity/{prop} ge {format_time(since)}", safe="")
+    return f"/users?$count=true&$top=1&$select=id&$filter={text}"
+
+
+async def _window_cost(session: GraphSession, now: datetime, per_minute: float) -> tuple[ReadCost | None, int]:
+    """The windows' cost from Graph's counts (each a signInActivity read), or, if Graph does not count
+    with a filter on signInActivity, an upper bound from the tenant's size; and the reads it used."""
+    since = now - timedelta(days=max(WINDOW_DAYS))
+    active: list[int] = []
+    used = 0
+    for prop in PROPERTIES:
+        used += 1
+        count = await _count(session, _active_url(prop, since))
+        if count is None:
+            break
+        active.append(count)
+    # used + 1: the probe was read before the counts
+    if len(active) == len(PROPERTIES):
+        return read_cost(active, used + 1, per_minute, "Graph's count of users active within 90 days"), used
+    total = await _count(session, "/users?$count=true&$top=1&$select=id")
+    if total is None:
+        return None, used
+    bound = [total] * len(PROPERTIES)
+    return read_cost(bound, used + 1, per_minute, "at most the tenant's size (Graph did not count by activity)"), used
+
+
+def _scoped_reason(request: RevokeRequest, targets: int, cost: ReadCost) -> str | None:
+    """Why a group or file run of ``targets`` users keeps listing order; None if ordering pays off."""
+    budget = request.engine
+    revoking = max(0.0, targets - budget.write_burst) / budget.write_rate if budget.write_rate > 0 else 0.0
+    if cost.seconds <= READ_SHARE * revoking:
+        return None
+    what = "the group's" if request.group else "the"
+    return (
+        f"reading the tenant's sign-in activity windows (about {cost.pages} requests, {cost.basis}) would take "
+        f"about {cost.seconds / 60:.1f} min at Graph's {request.activity_reads_per_minute:g} reads a minute, more "
+        f"than half the {revoking / 60:.1f} min revoking {what} {targets} target(s) takes at the write budget"
+    )
+
+
+async def activity_order(
+    session: GraphSession, permissions: frozenset[str], request: RevokeRequest, targets: int | None = None
+) -> tuple[ActivityOrder | None, str | None]:
+    """Whether a run goes by sign-in activity; else why not (said once, as a warning).
+
+    ``targets``: how many users a group or file run covers (the group's count, the file's lines).
+    A group or file run within the write burst is revoked at once: it keeps listing order silently
+    and spends no read on sign-in activity.
+
+    :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read.
+    """
+    if not request.order_by_activity and request.skip_inactive_days is None:
+        return None, None
+    scoped = not request.all_users
+    if scoped and targets is not None and targets <= request.engine.write_burst:
+        return None, None
+    now = datetime.now(UTC).replace(microsecond=0)
+    reason: str | None = None
+    used = 0
+    if request.filter:
+        reason = "with --filter (Graph cannot combine a filter on sign-in activity with other properties)"
+    elif not activity_available(permissions):
+        reason = (
+            "the token does not carry AuditLog.Read.All (add it to the stack's readPermissions; reading sign-in "
+            "activity also needs Microsoft Entra ID P1/P2)"
+        )
+    elif scoped and targets is None:
+        reason = "Graph did not count the group's users, so the cost of reading the activity windows cannot be weighed"
+    else:
+        # The probe reads what a window reads (a filter on signInActivity), so a filter Graph refuses
+        # is known before the run, not in the middle of it.
+        text = f"signInActivity/{PROPERTIES[0]} ge {format_time(now - timedelta(days=min(WINDOW_DAYS)))}"
+        probe = await session.read(f"/users?$filter={quote(text, safe='')}&$select=id,signInActivity&$top=1")
+        used = 1
+        if probe.status == 400:
+            reason = refused_filter(text, probe.error_code, probe.error_message)
+        elif probe.status != 200:
+            reason = unavailable_reason(probe.status, probe.error_code, probe.error_message) or (
+                f"Graph answered {probe.status} {probe.error_code or ''} to a sign-in activity read"
+            )
+        elif scoped and targets is not None:
+            cost, spent = await _window_cost(session, now, request.activity_reads_per_minute)
+            used += spent
+            if cost is None:
+                reason = "Graph counted neither the users active by sign-in activity nor the tenant's users"
+            else:
+                reason = _scoped_reason(request, targets, cost)
+    if reason is None:
+        order = ActivityOrder(now, request.activity_reads_per_minute, request.skip_inactive_days, reads_used=used)
+        return order, None
+    if request.skip_inactive_days is not None:
+        raise InputError(f"--skip-inactive-days needs the tenant's sign-in activity, which cannot be read: {reason}")
+    order_name = "the given" if scoped and not request.group else "Graph's listing"
+    return None, (
+        f"activity ordering is off: {reason}. After privileged users, users are revoked in {order_name} order, "
+        "not most recently active first (docs/activity-ordering.md)"
+    )
+
+
+async def skip_estimate(session: GraphSession, order: ActivityOrder, total: int | None) -> tuple[int, int] | None:
+    """How many users --skip-inactive-days skips, from Graph's counts: a range, as the two timestamps
+    are counted apart (a user active by both counts twice). None when Graph does not count."""
+    if total is None or order.skip_inactive_days is None:
+        return None
+    since = order.now - timedelta(days=order.skip_inactive_days)
+    active: list[int] = []
+    for prop in PROPERTIES:
+        count = await _count(session, _active_url(prop, since))
+        if count is None:
+            return None
+        active.append(count)
+    return max(0, total - sum(active)), max(0, total - max(active))
+
+
+# -- the targets a group or file run keeps from the windows ---------------------------------------
+class TargetKeys:
+    """A group's or file's targets, exact: object ids as 128-bit ints, UPNs as lower-case strings
+    (a digest collision would revoke a user who is not a target)."""
+
+    def __init__(self, keys: Iterable[str] = ()) -> None:
+        self._keys = SeenIds()
+        for key in keys:
+            self._keys.add(key)
+
+    def add(self, key: str) -> None:
+        self._keys.add(key)
+
+    def match(self, user: dict[str, Any]) -> str | None:
+        """The target key naming this user (its id, else its UPN), or None: not a target."""
+        uid = str(user.get("id", "")).lower()
+        if uid and uid in self._keys:
+            return uid
+        upn = str(user.get("userPrincipalName") or "").lower()
+        return upn if upn and upn in self._keys else None
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+
+def file_keys(targets: Iterable[Target]) -> TargetKeys:
+    """The keys of a file run's targets, as given (ids and UPNs)."""
+    return TargetKeys(t.key for t in targets)
+
+
+async def group_member_ids(session: GraphSession, group: str) -> AsyncIterator[str]:
+    """A group's transitive user members, ids only (999 a page, the ordinary read limits).
+
+    :raises GraphRequestError: Graph's error answer (404: no such group).
+    """
+    url = f"/groups/{quote(group, safe='')}/transitiveMembers?$select=id&$top=999"
+    async for page in session.pages(url):
+        for member in page:
+            if member.get("@odata.type", USER_TYPE) == USER_TYPE and member.get("id"):
+                yield str(member["id"]).lower()
+
+
+async def group_keys(session: GraphSession, group: str) -> TargetKeys:
+    """A group's transitive user members as target keys (ids), held exact before the windows are read."""
+    keys = TargetKeys()
+    async for uid in group_member_ids(session, group):
+        keys.add(uid)
+    return keys
+
+
+async def scoped_windows(
+    session: GraphSession, order: ActivityOrder, keys: TargetKeys
+) -> AsyncIterator[tuple[dict[str, Any], str]]:
+    """The targets found in the tenant's activity windows, most recent window first, each once, with
+    the key that names them. Targets not found there (older or no activity) are the caller's rest.
+
+    :raises ActivityUnavailableError: Graph stopped serving sign-in activity (the caller falls back).
+    """
+    pacer = ReadPacer(order.reads_per_minute, used=order.reads_used)
+    source = ordered_users(session, order.now, pacer=pacer, final=False, keep=lambda u: keys.match(u) is not None)
+    async for user, _window in source:
+        key = keys.match(user)
+        if key is not None:
+            yield user, key
