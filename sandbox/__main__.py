@@ -1,4 +1,9 @@
-"""``python -m sandbox serve|apply|keyvault``: run the emulated tenant, apply a stack to it, run a vault."""
+"""``python -m sandbox serve|apply|keyvault``: run the emulated tenant, apply a stack to it, run a vault.
+
+The sandbox is not installed (the wheel is revoke_ops only), so ``python -m sandbox`` finds it only
+with the checkout on the module path: from the checkout's root, or from anywhere through
+``scripts/sandbox`` (which puts it there). Relative paths given to it are the caller's either way.
+"""
 
 from __future__ import annotations
 
@@ -170,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     child.add_argument("--project-dir", type=Path, required=True)
     child.set_defaults(func=_apply_child)
     args = parser.parse_args(argv)
+    for name in ("state_dir", "out", "project_dir"):
+        # Relative paths are the caller's: ``apply`` hands them to a child that runs in the checkout.
+        if isinstance(getattr(args, name, None), Path):
+            setattr(args, name, getattr(args, name).absolute())
     result: int = args.func(args)
     return result
 

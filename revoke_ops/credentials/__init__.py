@@ -7,6 +7,7 @@
 - :mod:`.federated`: GitHub Actions' OIDC token as the client assertion (a federated credential);
 - :mod:`.keyvault`: a non-exportable Key Vault certificate; the vault signs each client assertion;
 - :mod:`.delegated`: an operator signs in (device code or an interactive browser), once per command;
+  :mod:`.device_code` keeps a device code across a transient failure so a retry does not ask again;
 - :mod:`.tenant`: the one place that decides tenant, client id and endpoints for all of them;
 - :mod:`.identity`: the typed :class:`Identity` they all produce, and error translation.
 

@@ -5,7 +5,9 @@ credentials prompt again whenever the cache misses; so the credential is built w
 ``disable_automatic_authentication=True``, the operator is asked exactly once
 (``authenticate(..., enable_cae=True)``, the way the Graph client asks), and every later token —
 including a forced fresh one — comes silently from the cache or the refresh token. When that is no
-longer possible the command fails with a clear message; it never shows a second code mid-run.
+longer possible the command fails with a clear message; it never shows a second code mid-run. When
+the identity platform fails for a moment while the first code is redeemed, a retry redeems the same
+code (:mod:`.device_code`) rather than showing a new one.
 
 Delegated credentials exist only in the sync library; calling one on the event loop would block
 it, so every call runs in a worker thread.
@@ -97,7 +99,9 @@ def delegated_identity(
     :raises InputError: no client id or tenant, an unknown method, options conflicting with the bundle.
     :raises AuthError: the bundle's stack granted no delegated permission.
     """
-    from azure.identity import DeviceCodeCredential, InteractiveBrowserCredential
+    from azure.identity import InteractiveBrowserCredential
+
+    from revoke_ops.credentials.device_code import ResumableDeviceCodeCredential
 
     if method not in DELEGATED_METHODS:
         raise InputError(f"--delegated must be device-code or browser (got {method!r})")
@@ -119,10 +123,11 @@ def delegated_identity(
     }
     sync: Any
     if method == "device-code":
+        # A retry after a transient failure polls the code already shown (no second code to type).
         sync = (
-            DeviceCodeCredential(client, prompt_callback=prompt, **common)
+            ResumableDeviceCodeCredential(client, prompt_callback=prompt, **common)
             if prompt
-            else DeviceCodeCredential(client, **common)
+            else ResumableDeviceCodeCredential(client, **common)
         )
     else:
         sync = InteractiveBrowserCredential(client_id=client, **common)

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -212,6 +213,32 @@ def test_serve_command_writes_sandbox_json_and_stops_cleanly(tmp_path: Path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_scripts_sandbox_serves_and_applies_from_any_directory_with_the_callers_relative_paths(tmp_path: Path):
+    script = ROOT / "scripts" / "sandbox"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"PYTHON": sys.executable}
+    serve = [str(script), "serve", "--state-dir", "state", "--users", "60"]
+    proc = subprocess.Popen(serve, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        for _ in range(600):
+            if (tmp_path / "state" / "sandbox.json").exists() or proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else "the sandbox exited"
+        apply_ = [str(script), "apply", "--state-dir", "state", "--out", "bundle.json"]
+        applied = subprocess.run(
+            apply_, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+        assert applied.returncode == 0, applied.stderr
+        assert "bundle written to" in applied.stderr and str(tmp_path / "bundle.json") in applied.stderr
+        bundle = load_bundle(tmp_path / "bundle.json", allow_custom_cloud=True)
+        assert bundle.tenant_id == json.loads((tmp_path / "state" / "sandbox.json").read_text())["tenantId"]
+        assert (tmp_path / "bundle.json").stat().st_mode & 0o777 == 0o600
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    assert not (tmp_path / "state" / "sandbox.json").exists()
 
 
 def test_seeding_is_deterministic():
