@@ -343,7 +343,7 @@ def test_each_stack_deploys_with_its_own_cloud(tmp_path: Path):
 def test_the_offline_preview_needs_no_credential_and_fails_on_a_broken_stack():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARM_", "AZURE_", "PULUMI_"))}
     result = subprocess.run(
-        [str(ROOT / "pipelines" / "offline-preview"), "woodgrove-minimal", "fabrikam-gov"],
+        [str(ROOT / "pipelines" / "offline-preview"), "woodgrove-minimal", "fabrikam-gov", "no-such-stack"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -353,7 +353,27 @@ def test_the_offline_preview_needs_no_credential_and_fails_on_a_broken_stack():
     )
     assert result.returncode == 1, result.stderr
     assert "ok: woodgrove-minimal: 8 resources" in result.stderr
-    assert "revoke-sessions:certificates[0].pemFile cannot be read" in result.stderr  # the program's own message
-    assert "FAILED: fabrikam-gov" in result.stderr
+    assert "ok: fabrikam-gov: 6 resources" in result.stderr  # its Key Vault certificate's public part is committed
+    assert "no stack file for stack 'no-such-stack'" in result.stderr  # the program's own message
+    assert "FAILED: no-such-stack" in result.stderr
     assert "ok: sandbox" in result.stderr
     assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("pem", sorted((ROOT / "certs").glob("*.pem")), ids=lambda p: p.name)
+def test_committed_certificates_are_public_and_current(pem: Path):
+    """certs/ holds public parts only; a stack's offline preview refuses an expired one, so renew it in time."""
+    from datetime import UTC, datetime, timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    data = pem.read_bytes()
+    assert b"PRIVATE KEY" not in data
+    (cert,) = x509.load_pem_x509_certificates(data)
+    key = cert.public_key()
+    assert isinstance(key, rsa.RSAPublicKey) and key.key_size >= 2048
+    left = cert.not_valid_after_utc - datetime.now(UTC)
+    assert left > timedelta(days=90), f"{pem.name} expires on {cert.not_valid_after_utc:%Y-%m-%d}: replace it"
+    used = [s.name for s in (ROOT / "stacks").glob("Pulumi.*.yaml") if f"certs/{pem.name}" in s.read_text()]
+    assert used, f"{pem.name} is referenced by no stack"

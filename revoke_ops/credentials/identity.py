@@ -9,6 +9,7 @@ would sign a delegated operator in twice.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -35,6 +36,7 @@ __all__ = [
     "CredentialKind",
     "Identity",
     "Renewable",
+    "ThreadedCredential",
     "ca_bundle",
     "certificate_days_left",
     "explain_auth_error",
@@ -289,6 +291,26 @@ class RenewableCredential:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+class ThreadedCredential:
+    """An async face for a sync token credential whose token requests do blocking work of their own.
+
+    Every call runs in a worker thread, so the event loop (and every other sender) keeps going
+    while it waits: the Key Vault credential's sign call is an HTTPS request to the vault.
+    """
+
+    def __init__(self, sync: Any) -> None:
+        self._sync = sync
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        token: AccessToken = await asyncio.to_thread(self._sync.get_token, *scopes, **kwargs)
+        return token
+
+    async def close(self) -> None:
+        close = getattr(self._sync, "close", None)
+        if close is not None:
+            await asyncio.to_thread(close)
 
 
 def token_claims(token: str) -> dict[str, Any]:

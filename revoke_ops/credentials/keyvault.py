@@ -8,6 +8,11 @@ client id, ``jti``, ``nbf``, ``exp``) and has Key Vault sign its SHA-256 digest 
 ``sign`` operation (azure-keyvault-keys ``CryptographyClient``). azure-identity's
 ``ClientAssertionCredential`` calls back for a fresh assertion whenever it needs a token.
 
+That callback is synchronous in azure-identity's async credential too, so the vault's async client
+cannot be awaited in it, and a sync sign call there would stop the event loop (every sender) for a
+round trip to the vault. The sync ``ClientAssertionCredential`` is used instead, each token request
+in a worker thread (:class:`~revoke_ops.credentials.identity.ThreadedCredential`).
+
 The operator authenticates to Key Vault with their *own* azure-identity credential
 (``DefaultAzureCredential``: ``az login``, environment variables, managed identity, ...), so every
 signature is an audited Key Vault operation that RBAC and PIM can gate. The private key is never in
@@ -28,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
-from revoke_ops.credentials.identity import CredentialKind, Identity, RenewableCredential, ca_bundle
+from revoke_ops.credentials.identity import (
+    CredentialKind,
+    Identity,
+    RenewableCredential,
+    ThreadedCredential,
+    ca_bundle,
+)
 from revoke_ops.credentials.tenant import resolve_where
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.facts import CLOUDS, KeyVaultCertificateRef, parse_key_vault_certificate
@@ -136,7 +147,7 @@ def key_vault_identity(
     :raises InputError: a malformed URL, no tenant or client id.
     :raises AuthError: Key Vault could not be signed in to, refused, or holds no such certificate.
     """
-    from azure.identity.aio import ClientAssertionCredential
+    from azure.identity import ClientAssertionCredential
     from azure.keyvault.certificates import CertificateClient
     from azure.keyvault.keys.crypto import CryptographyClient
 
@@ -197,7 +208,9 @@ def key_vault_identity(
     signer = KeyVaultSigner(crypto, der, client, token_endpoint, label)
 
     def make() -> Any:
-        return ClientAssertionCredential(tenant, client, signer, authority=where.authority_host, **transport)
+        # sync: the signer's call to the vault runs in the worker thread, not on the event loop
+        sync = ClientAssertionCredential(tenant, client, signer, authority=where.authority_host, **transport)
+        return ThreadedCredential(sync)
 
     credential = RenewableCredential(make)
     not_after: datetime | None = getattr(found.properties, "expires_on", None)

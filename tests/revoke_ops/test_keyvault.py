@@ -217,3 +217,80 @@ def test_the_vaults_control_endpoint_needs_its_token(sandbox: Running, vault: Va
             assert created.status_code == 401 and "keyvault.json" in created.json()["error"], headers.keys()
             assert anyone.get("/operations").status_code == 401
     assert vault.certificate("with-the-token", signers=[])[0].startswith(f"{vault.url}/certificates/with-the-token/")
+
+
+def test_the_vault_signs_off_the_event_loop(
+    sandbox: Running, vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Every sender keeps going while Key Vault signs an assertion (here: an operator credential taking 0.6 s)."""
+    import asyncio
+    import threading
+
+    from azure.identity import CertificateCredential
+
+    from revoke_ops.bundle import load_bundle
+    from revoke_ops.credentials import key_vault_identity
+
+    monkeypatch.setenv("SSL_CERT_FILE", sandbox.ca)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", sandbox.ca)
+    operator, env = _operator(sandbox, tmp_path, "kv-operator-slow")
+    url, cert = vault.certificate("revoker-kv-slow", signers=[operator.client_id])
+    ops = _revoker_with_vault_certificate(sandbox, tmp_path, "kv-revoker-slow", cert, url)
+
+    class SlowOperator:
+        """The operator's own credential for the vault, slow to answer (a sync credential, as azure-identity's)."""
+
+        def __init__(self) -> None:
+            self.inner = CertificateCredential(
+                env["AZURE_TENANT_ID"],
+                env["AZURE_CLIENT_ID"],
+                env["AZURE_CLIENT_CERTIFICATE_PATH"],
+                authority=sandbox.info["authorityHost"],
+                disable_instance_discovery=True,  # MSAL would look the sandbox's authority up online
+                connection_verify=sandbox.ca,
+            )
+            self.threads: list[str] = []
+
+        def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+            self.threads.append(threading.current_thread().name)
+            time.sleep(0.6)
+            return self.inner.get_token(*scopes, **kwargs)
+
+        def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+            self.threads.append(threading.current_thread().name)
+            time.sleep(0.6)
+            return self.inner.get_token_info(*scopes, options=options)
+
+    slow = SlowOperator()
+    identity = key_vault_identity(url, bundle=load_bundle(ops.bundle), vault_credential=slow)
+    signed_before = len(slow.threads)  # reading the certificate (before any event loop)
+    before = len([o for o in vault.operations() if o["method"] == "POST" and o["status"] == 200])
+
+    async def token_while_ticking() -> tuple[str, float]:
+        loop = asyncio.get_running_loop()
+        gaps: list[float] = []
+        done = asyncio.Event()
+
+        async def tick() -> None:
+            last = loop.time()
+            while not done.is_set():
+                await asyncio.sleep(0.01)
+                now = loop.time()
+                gaps.append(now - last)
+                last = now
+
+        ticker = asyncio.create_task(tick())
+        try:
+            token = await identity.token()
+        finally:
+            done.set()
+            await ticker
+            await identity.close()
+        return token.token, max(gaps)
+
+    token, longest = asyncio.run(token_while_ticking())
+    assert token.count(".") == 2
+    signs = [o for o in vault.operations() if o["method"] == "POST" and o["status"] == 200]
+    assert len(signs) == before + 1, "the vault signed one assertion"
+    assert len(slow.threads) > signed_before and "MainThread" not in slow.threads[signed_before:]
+    assert longest < 0.4, f"the event loop stood still for {longest:.2f} s while the vault signed"
