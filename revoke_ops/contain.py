@@ -301,9 +301,17 @@ class ContainEngine(Engine):
         if to_send:
 
             def attempt(refs: list[str], crid: str) -> None:
+                # The before-states go in with the attempt, durable before the PATCH: killed before its
+                # answer is journaled, the run has still recorded what `--undo` needs.
                 if self.journal is not None:
                     self.journal.write(
-                        {"type": "disable-attempt", "at": now_iso(), "users": refs, "clientRequestId": crid}
+                        {
+                            "type": "disable-attempt",
+                            "at": now_iso(),
+                            "users": refs,
+                            "before": {ref: before.get(ref) for ref in refs},
+                            "clientRequestId": crid,
+                        }
                     )
                     self.journal.sync()
 

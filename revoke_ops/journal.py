@@ -226,6 +226,8 @@ class JournalState:
     header: dict[str, Any]
     outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)  # user id (else UPN) -> last outcome
     disables: dict[str, dict[str, Any]] = field(default_factory=dict)  # contain: user id -> its disable line
+    #: contain: users (id, else UPN) a disable was sent for while they were enabled (before-state true)
+    attempted_enabled: set[str] = field(default_factory=set)
     #: True/False from the last run's ``end`` line; None when the last run wrote none (killed)
     completed: bool | None = None
     added_exclusions: list[str] = field(default_factory=list)  # by later resumes (values or file paths)
@@ -328,6 +330,8 @@ def _apply(state: JournalState, record: dict[str, Any]) -> None:
         seen = state.disables.get(record["id"])
         if seen is None or (record.get("step") == "disabled" and seen.get("step") != "disabled"):
             state.disables[record["id"]] = record
+    elif kind == "disable-attempt" and isinstance(record.get("before"), dict):
+        state.attempted_enabled.update(str(ref) for ref, was in record["before"].items() if was is True)
     elif kind == "end":
         state.completed = bool(record.get("completed", True))
 

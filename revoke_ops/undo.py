@@ -1,10 +1,13 @@
 """``contain --undo``: re-enable exactly the accounts one contain run disabled.
 
 From the run's journal, the accounts whose disable line says ``disabled`` with a before-state of
-enabled (never one the run found disabled, skipped or failed). Each is read again first and left
-alone when it is no longer disabled. Graph offers no conditional update for users (no ETag/If-Match
-on user PATCH): an account someone else disabled on purpose since the run cannot be told apart, and
-the confirmation says so. The undo keeps its own journal beside the run's.
+enabled, and those a disable was sent for while enabled (the ``disable-attempt`` line, written before
+the PATCH) whose answer was never journaled or read (a kill, a lost answer): never one the run found
+disabled before any attempt, skipped, or that Graph refused. Each is read again first and left
+alone when it is no longer disabled, so an undo can be run again (after a kill, or twice); each
+keeps its own journal beside the run's (``J.undo.jsonl``, ``J.undo-2.jsonl``, …). Graph offers no
+conditional update for users (no ETag/If-Match on user PATCH): an account someone else disabled on
+purpose since the run cannot be told apart, and the confirmation says so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ UNDETECTABLE = (
     "detected: Graph offers no conditional update for users"
 )
 OK = frozenset({Step.ENABLED, Step.NOT_DISABLED_NOW})
+#: failed disables whose PATCH may still have happened (no answer read)
+UNANSWERED = frozenset({"UnreadableResponse", "Retries"})
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,14 @@ def _candidates(path: Path, tenant_id: str) -> list[dict[str, Any]]:
         raise InputError(
             f"the journal {path} is for tenant {state.header.get('tenant')}, these credentials for {tenant_id}"
         )
-    return [r for r in state.disables.values() if r.get("step") == Step.DISABLED and r.get("before") is True]
+    records = [r for r in state.disables.values() if r.get("step") == Step.DISABLED and r.get("before") is True]
+    # A disable sent while the account was enabled whose answer never reached the journal (the run was
+    # killed, or the answer was lost): the account was disabled by this run unless Graph said why not.
+    for ref in sorted(state.attempted_enabled):
+        line = state.disables.get(ref)
+        if line is None or line.get("step") == Step.ALREADY_DISABLED or line.get("code") in UNANSWERED:
+            records.append({"id": ref, "upn": (line or {}).get("upn"), "step": str(Step.DISABLED), "before": True})
+    return records
 
 
 async def _states(session: GraphSession, ids: list[str]) -> dict[str, bool | None]:
@@ -114,7 +126,7 @@ async def undo_contain(
         plan = UndoPlan(identity.tenant_id, journal, len(to_enable), sum(1 for r in records if states.get(r["id"])))
         if confirm is not None and to_enable and not confirm(plan):
             raise InputError("stopped at the confirmation: nothing was changed")
-        path = undo_journal or journal.with_name(journal.name.removesuffix(".jsonl") + ".undo.jsonl")
+        path = undo_journal or _undo_journal_path(journal)
         out = Journal(path)
         result.journal = path
         try:
@@ -145,6 +157,16 @@ async def undo_contain(
         finally:
             out.close()
     return result
+
+
+def _undo_journal_path(journal: Path) -> Path:
+    """``J.undo.jsonl``, else ``J.undo-2.jsonl``, …: an undo run again (twice, or after a kill) keeps its own."""
+    stem = journal.name.removesuffix(".jsonl") + ".undo"
+    path, n = journal.with_name(stem + ".jsonl"), 1
+    while path.exists() or path.is_symlink():
+        n += 1
+        path = journal.with_name(f"{stem}-{n}.jsonl")
+    return path
 
 
 def _row(result: UndoResult, journal: Journal, record: dict[str, Any], step: StepRecord) -> None:

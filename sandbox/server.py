@@ -356,6 +356,9 @@ class Sandbox:
         raise web.HTTPFound(f"{redirect}{'&' if '?' in redirect else '?'}{urlencode(params)}")
 
     async def _graph(self, request: web.Request) -> web.StreamResponse:
+        # The request arrives whole before the modelled latency: a client that dies while waiting
+        # for the answer does not take back the change (Graph completes it all the same).
+        raw = await request.read()
         delay = self.latency.sample(self.rng)
         faults = self.graph.faults
         if faults.stall and self.rng.random() < faults.stall:
@@ -366,7 +369,6 @@ class Sandbox:
             if request.transport is not None:
                 request.transport.abort()
             return web.Response(status=500)
-        raw = await request.read()
         body: Any = None
         if raw:
             try:

@@ -1,0 +1,108 @@
+"""`revoke-ops contain` the way an operator under pressure hits it: a kill while a disable batch is in
+flight, `--undo` run again, and a resumed run that must still report who is not contained."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV
+from tests.revoke_ops.test_contain import account_changes, contain_ops, journal_lines
+from tests.sandbox.conftest import Running
+
+
+def ordinary_users(sandbox: Running, start: int, count: int) -> list[Any]:
+    """Enabled ordinary users no other contain test uses (those take the first few hundred)."""
+    users = [u for u in sandbox.sandbox.tenant.users if u.user_principal_name.startswith("user") and not u.roles]
+    return [u for u in users[start:] if u.account_enabled][:count]
+
+
+def test_kill_while_a_disable_batch_is_in_flight_then_undo_restores_every_account_the_run_disabled(
+    sandbox: Running, tmp_path: Path
+):
+    """The before-state must be journaled before the PATCH: killed between the PATCH and its `disable`
+    lines, the accounts were disabled by this run, and `--undo` (with or without a resume) restores them."""
+    ops = contain_ops(sandbox, tmp_path, "contain-kill-inflight")
+    users = ordinary_users(sandbox, 450, 30)
+    try:
+        _kill_in_flight_then_undo(sandbox, tmp_path, ops, users)
+    finally:
+        for user in users:  # leave the shared tenant as found
+            sandbox.sandbox.call(setattr, user, "account_enabled", True)
+
+
+def kill_while_a_disable_is_in_flight(sandbox: Running, ops: Any, group_id: str, journal: Path) -> None:
+    """Run contain on the group and kill -9 it once a disable batch is on its way to Graph (its
+    `disable-attempt` line written, its answer not yet journaled); Graph completes the request."""
+    exe = Path(sys.executable).parent / "revoke-ops"
+    env = {**os.environ, "SSL_CERT_FILE": sandbox.ca, "REQUESTS_CA_BUNDLE": sandbox.ca, ALLOW_CUSTOM_CLOUD_ENV: "1"}
+    sandbox.settings(latency={"medianMs": 1500, "p99Ms": 1500})  # every Graph request waits 1.5 s, then is served
+    try:
+        proc = subprocess.Popen(  # our own command
+            [str(exe), "contain", "--group", group_id, "--yes", "--journal", str(journal), "--concurrency", "1",
+             "--credentials", str(ops.bundle)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                lines = journal.read_text().splitlines() if journal.exists() else []
+                if lines and json.loads(lines[-1])["type"] == "disable-attempt":
+                    break
+                time.sleep(0.02)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        time.sleep(2.5)  # Graph (the sandbox) completes the request whose client died
+    finally:
+        sandbox.settings(latency={"medianMs": 0, "p99Ms": 0})
+
+
+def _kill_in_flight_then_undo(sandbox: Running, tmp_path: Path, ops: Any, users: list[Any]) -> None:
+    group = sandbox.sandbox.call(sandbox.sandbox.tenant.add_group, "incident-inflight", sorted(u.id for u in users))
+    changes_before = len(account_changes(sandbox))
+    journal = tmp_path / "inflight.jsonl"
+    kill_while_a_disable_is_in_flight(sandbox, ops, group.id, journal)
+    first = journal_lines(journal)
+    disabled_by_run = {c["userId"] for c in account_changes(sandbox)[changes_before:] if not c["accountEnabled"]}
+    journaled = {r["id"] for r in first if r["type"] == "disable"}
+    assert disabled_by_run - journaled, "the kill landed between the PATCH and its journal lines"
+
+    undone = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
+    assert undone.returncode == 0, undone.stderr
+    assert {u.id for u in users if not u.account_enabled} == set(), "undo without a resume restores them"
+
+    # Contained again from scratch, killed in flight again, resumed: undo still restores every account
+    journal2 = tmp_path / "inflight2.jsonl"
+    kill_while_a_disable_is_in_flight(sandbox, ops, group.id, journal2)
+    resumed = ops.cli("contain", "--resume", str(journal2), "--yes", "--output", "json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert all(not u.account_enabled for u in users)
+    undone = ops.cli("contain", "--undo", "--journal", str(journal2), "--yes", "--output", "json")
+    assert undone.returncode == 0, undone.stderr
+    assert json.loads(undone.stdout)["undo"] == {"enabled": len(users)}
+    assert all(u.account_enabled for u in users)
+
+
+def test_undo_run_again_completes_or_reports_instead_of_refusing(sandbox: Running, tmp_path: Path):
+    """An undo interrupted (or simply run twice) must be runnable again: it re-reads every account."""
+    ops = contain_ops(sandbox, tmp_path, "contain-undo-twice")
+    users = ordinary_users(sandbox, 500, 3)
+    journal = tmp_path / "twice.jsonl"
+    args = [a for u in users for a in ("--user", u.id)]
+    assert ops.cli("contain", *args, "--yes", "--journal", str(journal)).returncode == 0
+    first = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout)["undo"] == {"enabled": 3}
+    again = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
+    assert again.returncode == 0, again.stderr
+    report = json.loads(again.stdout)
+    assert report["undo"] == {"no_longer_disabled": 3}
+    assert report["journal"] != json.loads(first.stdout)["journal"], "each undo keeps its own journal"
+    assert all(u.account_enabled for u in users)
