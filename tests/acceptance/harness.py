@@ -15,6 +15,11 @@ Pulumi CLI reference (``stack init --secrets-provider passphrase``, ``config set
 ``stack output --json --show-secrets``, ``destroy``/``stack rm``; a ``file://`` backend through
 PULUMI_BACKEND_URL); the azuread provider's ARM_* variables for the deployer's credential.
 
+Opt-in `contain` steps (a cloud-only user disabled, revoked and undone; a synced user refused by
+Graph and still revoked) are in :mod:`tests.acceptance.containment`.
+
+Size (~460 lines): one lifecycle whose steps share its commands, report and cleanup.
+
 Configured only from the environment (:data:`VARIABLES`); :func:`skip_reason` says what to set
 when it is not. Nothing here knows about the sandbox: the harness tests point the same code at a
 fake ``pulumi`` executable and the sandbox tenant.
@@ -39,7 +44,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from revoke_ops.facts import CLOUDS
-from tests.acceptance.settings import AcceptanceError, Settings, redact, valid_from_moved
+from tests.acceptance.settings import AcceptanceError, Settings, redact, valid_from_moved, wants_containment
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,14 +74,25 @@ class Report:
 
 #: Reads a user's signInSessionsValidFromDateTime with the bundle's credentials (``None``: unset).
 ValidFromReader = Callable[[dict[str, Any], str], "datetime | None"]
+#: Reads a user's accountEnabled with the bundle's credentials (``None``: unreadable).
+EnabledReader = Callable[[dict[str, Any], str], "bool | None"]
 
 
 def read_valid_from(bundle: dict[str, Any], user_id: str) -> datetime | None:
     """GET /users/{id}?$select=signInSessionsValidFromDateTime with msgraph-sdk, as the provisioned app."""
-    return asyncio.run(_read_valid_from(bundle, user_id))
+    user = asyncio.run(_read_user(bundle, user_id, "signInSessionsValidFromDateTime"))
+    value = user.sign_in_sessions_valid_from_date_time if user else None
+    return value.astimezone(UTC) if value else None
 
 
-async def _read_valid_from(bundle: dict[str, Any], user_id: str) -> datetime | None:
+def read_account_enabled(bundle: dict[str, Any], user_id: str) -> bool | None:
+    """GET /users/{id}?$select=accountEnabled with msgraph-sdk, as the provisioned app."""
+    user = asyncio.run(_read_user(bundle, user_id, "accountEnabled"))
+    value = user.account_enabled if user else None
+    return value if isinstance(value, bool) else None
+
+
+async def _read_user(bundle: dict[str, Any], user_id: str, field_name: str) -> Any:
     from azure.identity.aio import CertificateCredential
     from kiota_abstractions.base_request_configuration import RequestConfiguration
     from kiota_authentication_azure.azure_identity_authentication_provider import AzureIdentityAuthenticationProvider
@@ -99,14 +115,10 @@ async def _read_valid_from(bundle: dict[str, Any], user_id: str) -> datetime | N
         adapter = GraphRequestAdapter(auth)
         adapter.base_url = bundle["graphEndpoint"].rstrip("/")
         client = GraphServiceClient(request_adapter=adapter)
-        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(
-            select=["id", "signInSessionsValidFromDateTime"]
-        )
-        user = await client.users.by_user_id(user_id).get(RequestConfiguration(query_parameters=query))
+        query = UserItemRequestBuilder.UserItemRequestBuilderGetQueryParameters(select=["id", field_name])
+        return await client.users.by_user_id(user_id).get(RequestConfiguration(query_parameters=query))
     finally:
         await credential.close()
-    value = user.sign_in_sessions_valid_from_date_time if user else None
-    return value.astimezone(UTC) if value else None
 
 
 class Lifecycle:
@@ -121,6 +133,7 @@ class Lifecycle:
         workdir: Path | None = None,
         revoke_ops: str | None = None,
         read: ValidFromReader = read_valid_from,
+        read_enabled: EnabledReader = read_account_enabled,
         poll: float = 10.0,
         log: Callable[[str], None] | None = None,
         timeout: float = 1800.0,
@@ -131,6 +144,7 @@ class Lifecycle:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="revoke-acc-"))
         self.revoke_ops = revoke_ops or str(Path(sys.executable).parent / "revoke-ops")
         self.read = read
+        self.read_enabled = read_enabled
         self.poll = poll
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.timeout = timeout
@@ -149,7 +163,9 @@ class Lifecycle:
         env["PULUMI_SKIP_UPDATE_CHECK"] = "true"
         return env
 
-    def _run(self, step: str, command: list[str], *, interactive: bool = False) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, step: str, command: list[str], *, interactive: bool = False, accept: tuple[int, ...] = (0,)
+    ) -> subprocess.CompletedProcess[str]:
         env = self._env()
         self.log(f"acceptance: {step}: {' '.join(command[:4])} ...")
         try:
@@ -166,7 +182,7 @@ class Lifecycle:
             )
         except (OSError, subprocess.TimeoutExpired) as err:
             raise AcceptanceError(f"{step}: {command[0]} could not run: {redact(str(err), env)}") from None
-        if result.returncode != 0:
+        if result.returncode not in accept:
             output = redact(((result.stderr or "") + (result.stdout or "")).strip(), env)
             tail = "\n".join(output.splitlines()[-15:])
             raise AcceptanceError(f"{step}: `{' '.join(command[:3])}` exited {result.returncode}:\n{tail}")
@@ -180,8 +196,10 @@ class Lifecycle:
             )
         return self._run(step, [found, *args, "--non-interactive"])
 
-    def _ops(self, step: str, *args: str, interactive: bool = False) -> subprocess.CompletedProcess[str]:
-        return self._run(step, [self.revoke_ops, *args], interactive=interactive)
+    def _ops(
+        self, step: str, *args: str, interactive: bool = False, accept: tuple[int, ...] = (0,)
+    ) -> subprocess.CompletedProcess[str]:
+        return self._run(step, [self.revoke_ops, *args], interactive=interactive, accept=accept)
 
     def _step(self, name: str, action: Callable[[], str]) -> None:
         try:
@@ -224,6 +242,16 @@ class Lifecycle:
                 self._step("delegated device code", self.device_code)
             else:
                 self.report.steps.append(Step("delegated device code", "skipped", "REVOKE_ACC_DEVICE_CODE not set"))
+            from tests.acceptance.containment import contain_cloud_user, contain_synced_user
+
+            if self.settings.contain:
+                self._step("contain a cloud-only user", lambda: contain_cloud_user(self))
+            else:
+                self.report.steps.append(Step("contain a cloud-only user", "skipped", "REVOKE_ACC_CONTAIN not set"))
+            if self.settings.synced_user_id:
+                self._step("contain a synced user", lambda: contain_synced_user(self))
+            else:
+                self.report.steps.append(Step("contain a synced user", "skipped", "REVOKE_ACC_SYNCED_USER_ID not set"))
         except AcceptanceError as err:
             failure = err
         finally:
@@ -302,20 +330,14 @@ class Lifecycle:
             ("revoke-sessions:permissionMode", "both" if s.device_code else "application"),
         ]
         reads = ["User.Read.All", *(["GroupMember.Read.All"] if s.group_id else [])]
+        contain = ["User.EnableDisableAccount.All"] if wants_containment(s) else []
         for key, value in values:
             self._pulumi("config", "config", "set", "--stack", self.stack, key, value)
-        for n, permission in enumerate(reads):
-            self._pulumi(
-                "config",
-                "config",
-                "set",
-                "--stack",
-                self.stack,
-                "--path",
-                f"revoke-sessions:readPermissions[{n}]",
-                permission,
-            )
-        return f"cloud {s.cloud}, permissions User.RevokeSessions.All + {', '.join(reads)}"
+        for key, listed in (("readPermissions", reads), ("containmentPermissions", contain)):
+            for n, permission in enumerate(listed):
+                path = f"revoke-sessions:{key}[{n}]"
+                self._pulumi("config", "config", "set", "--stack", self.stack, "--path", path, permission)
+        return f"cloud {s.cloud}, permissions User.RevokeSessions.All + {', '.join([*reads, *contain])}"
 
     def up(self) -> str:
         self._pulumi("pulumi up", "up", "--stack", self.stack, "--yes")
@@ -344,12 +366,17 @@ class Lifecycle:
         )
         return "token carries the granted permissions"
 
-    def _revoke_and_check(self, step: str, args: list[str]) -> str:
-        user = self.settings.user_id
+    def valid_from_before(self, user: str) -> datetime | None:
+        """The user's signInSessionsValidFromDateTime, read once the clock is past its second."""
         before = self.read(self._bundle, user)
         # signInSessionsValidFromDateTime has whole seconds: never revoke twice in the same second.
         while datetime.now(UTC) < (before or datetime.min.replace(tzinfo=UTC)) + timedelta(seconds=1.5):
             time.sleep(0.2)
+        return before
+
+    def _revoke_and_check(self, step: str, args: list[str]) -> str:
+        user = self.settings.user_id
+        before = self.valid_from_before(user)
         journal = self.workdir / f"journal-{step.replace(' ', '-')}.jsonl"
         sent = datetime.now(UTC)
         self._ops(
@@ -379,9 +406,11 @@ class Lifecycle:
         self._ops(step, "verify", "--credentials", str(self.bundle_path), "--journal", str(journal))
         return f"{len(outcomes)} user(s) revoked; signInSessionsValidFromDateTime {before} -> {after}; verify ok"
 
-    def _await_moved(self, step: str, before: datetime | None, sent: datetime) -> datetime | None:
+    def _await_moved(
+        self, step: str, before: datetime | None, sent: datetime, user: str | None = None
+    ) -> datetime | None:
         """Poll until the revocation shows (Graph: "a small delay of a few minutes" is possible)."""
-        user = self.settings.user_id
+        user = user or self.settings.user_id
         deadline = time.monotonic() + self.settings.settle
         after = self.read(self._bundle, user)
         while not valid_from_moved(before, after, sent) and time.monotonic() < deadline:

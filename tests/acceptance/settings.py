@@ -30,6 +30,11 @@ VARIABLES: dict[str, str] = {
     "REVOKE_ACC_GROUP_ID": "optional: a group holding only disposable users, the test user among them",
     "REVOKE_ACC_CLOUD": "optional: public (default), usgovernment, usgovernmentdod or china",
     "REVOKE_ACC_DEVICE_CODE": "optional: 1 to sign in as the test user with device code and run `revoke-ops me`",
+    "REVOKE_ACC_CONTAIN": "optional: 1 to `contain` the (cloud-only) test user too: disabled, revoked, then undone",
+    "REVOKE_ACC_SYNCED_USER_ID": (
+        "optional: object id of a disposable user synchronised from on-premises AD (hybrid tenant): "
+        "`contain` must revoke it and report `on-premises synced` (its account is not changed)"
+    ),
     "REVOKE_ACC_CONSENT_WAIT": "optional: seconds `doctor --wait` waits for consent to replicate (default 900)",
     "REVOKE_ACC_SETTLE": "optional: seconds to wait for signInSessionsValidFromDateTime to move (default 300)",
 }
@@ -74,6 +79,8 @@ class Settings:
     group_id: str | None = None
     cloud: str = "public"
     device_code: bool = False
+    contain: bool = False
+    synced_user_id: str | None = None
     consent_wait: float = 900.0
     settle: float = 300.0
 
@@ -137,6 +144,12 @@ class Settings:
         device = environ.get("REVOKE_ACC_DEVICE_CODE", "").strip()
         if device not in ("", "0", "1"):
             problems.append(f"REVOKE_ACC_DEVICE_CODE must be 1 or 0 (got {device!r})")
+        contain = environ.get("REVOKE_ACC_CONTAIN", "").strip()
+        if contain not in ("", "0", "1"):
+            problems.append(f"REVOKE_ACC_CONTAIN must be 1 or 0 (got {contain!r})")
+        synced = guid("REVOKE_ACC_SYNCED_USER_ID", required=False)
+        if synced and user_id and synced.lower() == user_id.lower():
+            problems.append("REVOKE_ACC_SYNCED_USER_ID must name another user than REVOKE_ACC_USER_ID (a synced one)")
         consent_wait = seconds("REVOKE_ACC_CONSENT_WAIT", 900.0)
         settle = seconds("REVOKE_ACC_SETTLE", 300.0)
         if problems:
@@ -150,9 +163,16 @@ class Settings:
             group_id=group or None,
             cloud=cloud,
             device_code=device == "1",
+            contain=contain == "1",
+            synced_user_id=synced or None,
             consent_wait=consent_wait,
             settle=settle,
         )
+
+
+def wants_containment(settings: Settings) -> bool:
+    """Whether the throwaway stack needs containmentPermissions (a `contain` step will run)."""
+    return settings.contain or settings.synced_user_id is not None
 
 
 def valid_from_moved(before: datetime | None, after: datetime | None, sent_at: datetime) -> bool:

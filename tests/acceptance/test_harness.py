@@ -172,6 +172,8 @@ def test_the_lifecycle_provisions_revokes_every_way_checks_valid_from_and_destro
         ("revoke through group", "ok"),
         ("revoke from a file ($batch)", "ok"),
         ("delegated device code", "ok"),
+        ("contain a cloud-only user", "skipped"),
+        ("contain a synced user", "skipped"),
         ("pulumi destroy", "ok"),
         ("stack rm", "ok"),
     ], report.text()
@@ -233,3 +235,78 @@ def test_without_pulumi_on_path_the_run_says_so_and_leaves_nothing(rig: Rig, tmp
     with pytest.raises(AcceptanceError, match=r"stack init: no `pulumi` on PATH: install the Pulumi CLI"):
         lifecycle.run()
     assert not rig.workdir.exists()
+
+
+# -- the opt-in contain steps (issue 14) ------------------------------------------------------------
+def test_contain_settings_are_checked():
+    base = {
+        "REVOKE_ACC": "1",
+        "ARM_TENANT_ID": "11111111-1111-4111-8111-111111111111",
+        "ARM_CLIENT_ID": "11111111-1111-4111-8111-111111111111",
+        "ARM_CLIENT_SECRET": SECRET,
+        "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
+        "REVOKE_ACC_USER_ID": "22222222-2222-4222-8222-222222222222",
+        "REVOKE_ACC_USER_UPN": "test@contoso.example",
+    }
+    ok = Settings.from_env({**base, "REVOKE_ACC_CONTAIN": "1", "REVOKE_ACC_SYNCED_USER_ID": SYNCED})
+    assert ok.contain and ok.synced_user_id == SYNCED
+    assert not Settings.from_env(base).contain and Settings.from_env(base).synced_user_id is None
+    with pytest.raises(AcceptanceError) as err:
+        Settings.from_env({**base, "REVOKE_ACC_CONTAIN": "yes", "REVOKE_ACC_SYNCED_USER_ID": "synced@contoso"})
+    assert "REVOKE_ACC_CONTAIN must be 1 or 0 (got 'yes')" in str(err.value)
+    assert "REVOKE_ACC_SYNCED_USER_ID must be a GUID (got 'synced@contoso')" in str(err.value)
+    with pytest.raises(AcceptanceError, match="must name another user than REVOKE_ACC_USER_ID"):
+        Settings.from_env({**base, "REVOKE_ACC_SYNCED_USER_ID": base["REVOKE_ACC_USER_ID"]})
+
+
+SYNCED = "33333333-3333-4333-8333-333333333333"
+
+
+@pytest.mark.slow
+def test_contain_steps_disable_and_undo_the_cloud_user_and_see_graph_refuse_the_synced_one(rig: Rig):
+    tenant = rig.run.sandbox.tenant
+    synced = rig.run.user("hybrid.synced1")
+    assert synced.on_premises_sync_enabled
+    enabled_before = rig.user.account_enabled
+    changes_before = len(rig.run.control.get("/account-changes").json())
+    revocations_before = len(rig.run.revocations())
+    lifecycle = rig.lifecycle(rig.settings(contain=True, synced_user_id=synced.id))
+    report = lifecycle.run()
+    steps = {s.name: s for s in report.steps}
+    assert steps["contain a cloud-only user"].status == "ok", report.text()
+    assert steps["contain a synced user"].status == "ok", report.text()
+    assert "on_premises_synced (Graph answered 400 Request_BadRequest)" in steps["contain a synced user"].detail
+    # what really happened: the cloud user was disabled, then re-enabled by the undo; the synced one untouched
+    changes = list(rig.run.control.get("/account-changes").json()[changes_before:])
+    if enabled_before:
+        assert [(c["userId"], c["accountEnabled"]) for c in changes] == [(rig.user.id, False), (rig.user.id, True)]
+        assert "undone: enabled again" in steps["contain a cloud-only user"].detail
+    assert rig.user.account_enabled == enabled_before
+    assert synced.account_enabled and synced.id not in {c["userId"] for c in changes}
+    revoked = {r["userId"] for r in rig.run.revocations()[revocations_before:]}
+    assert {rig.user.id, synced.id} <= revoked
+    # the throwaway stack asked for the containment permission, and is gone
+    configured = rig.log.read_text()
+    assert "revoke-sessions:containmentPermissions[0]" in configured and "User.EnableDisableAccount.All" in configured
+    assert rig.apps_named(lifecycle.display_name) == []
+    assert tenant.user(synced.id) is synced
+
+
+@pytest.mark.slow
+def test_a_synced_user_graph_disables_after_all_is_re_enabled_and_the_step_fails(rig: Rig):
+    """REVOKE_ACC_SYNCED_USER_ID names a user Graph lets us disable (not synced after all)."""
+    wrong = next(
+        u
+        for u in rig.run.sandbox.tenant.users[400:]
+        if u.user_type == "Member" and u.account_enabled and not u.roles and u.id != rig.user.id
+    )
+    lifecycle = rig.lifecycle(rig.settings(group_id=None, synced_user_id=wrong.id))
+    with pytest.raises(AcceptanceError) as err:
+        lifecycle.run()
+    message = str(err.value)
+    assert message.startswith(f"contain a synced user: Graph disabled {wrong.id}")
+    assert "the account was re-enabled" in message
+    assert wrong.account_enabled
+    statuses = {s.name: s.status for s in lifecycle.report.steps}
+    assert statuses["contain a synced user"] == "failed"
+    assert statuses["pulumi destroy"] == "ok" and statuses["stack rm"] == "ok"

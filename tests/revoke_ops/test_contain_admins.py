@@ -90,6 +90,28 @@ def test_with_role_read_the_last_enabled_global_admin_is_refused_and_the_others_
     sandbox.sandbox.call(setattr, plain, "account_enabled", True)
 
 
+def test_a_global_admin_through_a_role_assignable_group_counts_as_enabled_admin(sandbox: Running, tmp_path: Path):
+    """A role-assignable group holding Global Administrator makes its enabled member one: with that
+    member left, the only *direct* enabled Global Administrator may be disabled."""
+    scopes = (*BASE, "Directory.AccessAsUser.All", "RoleManagement.Read.Directory", "GroupMember.Read.All")
+    ops = delegated_ops(sandbox, tmp_path, "contain-ga-group", scopes)
+    tenant = sandbox.sandbox.tenant
+    member = ordinary(sandbox, 43)
+    group = sandbox.sandbox.call(tenant.add_group, "role-global-admins", [member.id])
+    sandbox.sandbox.call(setattr, group, "is_assignable_to_role", True)
+    sandbox.sandbox.call(group.roles.append, "Global Administrator")
+    try:
+        with only_enabled_global_admin(sandbox, "admin.global") as direct:
+            result = run_delegated(ops, "admin.pauth", "--user", direct.id, "--journal", str(tmp_path / "j.jsonl"))
+            disabled = not direct.account_enabled
+    finally:
+        sandbox.sandbox.call(group.roles.clear)
+        sandbox.sandbox.call(group.members.clear)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["contain"]["steps"] == {"disabled": 1}
+    assert disabled, "the group's member is still an enabled Global Administrator"
+
+
 def test_app_only_without_role_read_graph_refuses_the_last_global_admin(sandbox: Running, tmp_path: Path):
     """App-only: the roles cannot be read, but Graph refuses to disable any admin-role holder."""
     ops = contain_ops(sandbox, tmp_path, "contain-ga-app-only", roles=BASE)

@@ -13,18 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE = ROOT / "docs" / "sandbox-conformance.md"
-#: where the Graph side's refusals are written (GraphError / UnsupportedQueryError / RefusalError messages)
-GRAPH_SOURCES = [
-    *sorted((ROOT / "sandbox" / "graph").glob("*.py")),
-    ROOT / "sandbox" / "odata.py",
-    ROOT / "sandbox" / "activity.py",
-]
-#: where the identity side's refusals are written (TokenError / FederationError with an AADSTS code)
-IDENTITY_SOURCES = [
-    ROOT / "sandbox" / "identity.py",
-    ROOT / "sandbox" / "server.py",
-    ROOT / "sandbox" / "federation.py",
-]
+#: where refusals are written: every sandbox module (GraphError / UnsupportedQueryError / RefusalError
+#: messages on the Graph side, TokenError / FederationError AADSTS codes on the identity side)
+SOURCES = sorted((ROOT / "sandbox").rglob("*.py"))
 TEST_REF = re.compile(r"(tests/[\w/]+\.py)::(\w+)")
 MIN_FRAGMENT = 12  # shorter literal parts of a message say too little to look for
 
@@ -119,7 +110,7 @@ def refusals() -> list[tuple[str, str]]:
     as well as the constructors called directly.
     """
     found: list[tuple[str, str]] = []
-    for path in GRAPH_SOURCES + IDENTITY_SOURCES:
+    for path in SOURCES:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         messages, codes = _helpers(tree, MESSAGES), _helpers(tree, CODES)
         for node in ast.walk(tree):
