@@ -13,6 +13,7 @@ Also here: the target sets a group or file run keeps (exact ids and UPNs), and t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -45,7 +46,6 @@ __all__ = [
     "TargetKeys",
     "activity_order",
     "file_keys",
-    "group_keys",
     "group_member_ids",
     "read_cost",
     "scoped_windows",
@@ -252,25 +252,63 @@ async def group_member_ids(session: GraphSession, group: str) -> AsyncIterator[s
                 yield str(member["id"]).lower()
 
 
-async def group_keys(session: GraphSession, group: str) -> TargetKeys:
-    """A group's transitive user members as target keys (ids), held exact before the windows are read."""
-    keys = TargetKeys()
-    async for uid in group_member_ids(session, group):
-        keys.add(uid)
-    return keys
-
-
 async def scoped_windows(
-    session: GraphSession, order: ActivityOrder, keys: TargetKeys
+    session: GraphSession, order: ActivityOrder, keys: TargetKeys, collecting: AsyncIterator[str] | None = None
 ) -> AsyncIterator[tuple[dict[str, Any], str]]:
     """The targets found in the tenant's activity windows, most recent window first, each once, with
     the key that names them. Targets not found there (older or no activity) are the caller's rest.
 
+    ``collecting`` (a group's member ids) fills ``keys`` while the windows are read, so the first
+    revocation does not wait for the whole member listing: a window user already known as a member
+    is yielded at once, the others are held until the listing ends (never past their window: the
+    next window waits for it), then yielded if they are members.
+
     :raises ActivityUnavailableError: Graph stopped serving sign-in activity (the caller falls back).
+    :raises GraphRequestError: the member listing failed (404: no such group).
     """
     pacer = ReadPacer(order.reads_per_minute, used=order.reads_used)
-    source = ordered_users(session, order.now, pacer=pacer, final=False, keep=lambda u: keys.match(u) is not None)
-    async for user, _window in source:
-        key = keys.match(user)
-        if key is not None:
-            yield user, key
+    if collecting is None:
+        source = ordered_users(session, order.now, pacer=pacer, final=False, keep=lambda u: keys.match(u) is not None)
+        async for user, _window in source:
+            key = keys.match(user)
+            if key is not None:
+                yield user, key
+        return
+    task = asyncio.ensure_future(_collect(keys, collecting))
+    held: list[dict[str, Any]] = []
+    held_window = -1
+    try:
+        # While the listing runs, every window user is kept (it may be a member not listed yet).
+        source = ordered_users(
+            session, order.now, pacer=pacer, final=False, keep=lambda u: not task.done() or keys.match(u) is not None
+        )
+        async for user, window in source:
+            index = window.index if window is not None else -1
+            if task.done() or (held and index != held_window):
+                await task  # the key set is complete (or the listing's error is raised here)
+                for kept, key in _members(keys, held):
+                    yield kept, key
+                held = []
+            key = keys.match(user)
+            if key is not None:
+                yield user, key
+            elif not task.done():
+                held.append(user)
+                held_window = index
+        await task
+        for kept, key in _members(keys, held):
+            yield kept, key
+    finally:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled():
+            task.exception()  # retrieved: an error was raised above or the caller stopped early
+
+
+async def _collect(keys: TargetKeys, ids: AsyncIterator[str]) -> None:
+    async for uid in ids:
+        keys.add(uid)
+
+
+def _members(keys: TargetKeys, users: list[dict[str, Any]]) -> list[tuple[dict[str, Any], str]]:
+    return [(u, key) for u in users if (key := keys.match(u)) is not None]

@@ -25,7 +25,7 @@ from revoke_ops.activity import (
     last_activity,
     ordered_users,
 )
-from revoke_ops.activity_plan import TargetKeys, file_keys, group_keys, scoped_windows
+from revoke_ops.activity_plan import TargetKeys, file_keys, group_member_ids, scoped_windows
 from revoke_ops.directory import (
     LOOKUP_CHUNK,
     USER_TYPE,
@@ -306,8 +306,8 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
             async for item in _by_activity(plan, plan.activity, session, url):
                 yield item
         elif plan.activity is not None and plan.group:
-            keys = await group_keys(session, plan.group)
-            async for item in _windows_first(plan, plan.activity, session, keys):
+            members = group_member_ids(session, plan.group)  # listed while the windows are read
+            async for item in _windows_first(plan, plan.activity, session, TargetKeys(), collecting=members):
                 yield item
             async for item in _listed(plan, session, url, headers):  # the rest; stream() drops repeats
                 yield item
@@ -380,13 +380,18 @@ async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, 
 
 
 async def _windows_first(
-    plan: Plan, order: ActivityOrder, session: GraphSession, keys: TargetKeys, taken: SeenIds | None = None
+    plan: Plan,
+    order: ActivityOrder,
+    session: GraphSession,
+    keys: TargetKeys,
+    taken: SeenIds | None = None,
+    collecting: AsyncIterator[str] | None = None,
 ) -> AsyncIterator[Item]:
     """A group's or file's targets found in the tenant's activity windows (revoke_ops.activity_plan),
     most recent first; ``taken`` records the keys found. If Graph stops serving sign-in activity, the
     caller's rest (every target not yet yielded, in listing or given order) follows as it is."""
     try:
-        async for user, key in scoped_windows(session, order, keys):
+        async for user, key in scoped_windows(session, order, keys, collecting):
             if taken is not None:
                 taken.add(key)
             if not _done(plan, str(user.get("id", "")).lower(), user.get("userPrincipalName")):

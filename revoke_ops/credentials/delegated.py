@@ -101,7 +101,7 @@ def delegated_identity(
     """
     from azure.identity import InteractiveBrowserCredential
 
-    from revoke_ops.credentials.device_code import ResumableDeviceCodeCredential
+    from revoke_ops.credentials.device_code import device_code_credential
 
     if method not in DELEGATED_METHODS:
         raise InputError(f"--delegated must be device-code or browser (got {method!r})")
@@ -125,9 +125,9 @@ def delegated_identity(
     if method == "device-code":
         # A retry after a transient failure polls the code already shown (no second code to type).
         sync = (
-            ResumableDeviceCodeCredential(client, prompt_callback=prompt, **common)
+            device_code_credential(client, prompt_callback=prompt, **common)
             if prompt
-            else ResumableDeviceCodeCredential(client, **common)
+            else device_code_credential(client, **common)
         )
     else:
         sync = InteractiveBrowserCredential(client_id=client, **common)

@@ -9,7 +9,10 @@ token, is refused for good, or expires, and a retry polls the same device code a
 
 It overrides ``_request_token``, the hook each azure-identity interactive credential implements,
 doing what ``DeviceCodeCredential``'s does (azure-identity 1.27, pinned in requirements.txt) with
-the flow kept; ``tests/revoke_ops/test_credentials_signin.py`` runs it against the sandbox.
+the flow kept; ``tests/revoke_ops/test_credentials_signin.py`` runs it against the sandbox. Those
+hooks are not azure-identity's public surface: :func:`device_code_credential` uses this class only
+while they look as expected, and otherwise azure-identity's own credential (a retry then shows a new
+code — the only loss), so an upgrade can cost the convenience, never the sign-in.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import DeviceCodeCredential
 
-__all__ = ["ResumableDeviceCodeCredential"]
+__all__ = ["ResumableDeviceCodeCredential", "device_code_credential", "resumable_supported"]
 
 log = logging.getLogger(__name__)
 
@@ -71,3 +74,19 @@ class ResumableDeviceCodeCredential(DeviceCodeCredential):
             self._prompt_callback(flow["verification_uri"], flow["user_code"], expires)
         else:
             print(flow["message"])  # azure-identity's default prompt, on stdout
+
+
+def resumable_supported() -> bool:
+    """Whether azure-identity still has the hooks :class:`ResumableDeviceCodeCredential` overrides."""
+    own = vars(DeviceCodeCredential)
+    return all(callable(getattr(DeviceCodeCredential, name, None)) for name in ("_get_app", "_request_token")) and (
+        "_request_token" in own
+    )
+
+
+def device_code_credential(client_id: str, **kwargs: Any) -> DeviceCodeCredential:
+    """The resumable device-code credential, or azure-identity's own where its hooks changed."""
+    if resumable_supported():
+        return ResumableDeviceCodeCredential(client_id, **kwargs)
+    log.warning("this azure-identity has no device-flow hook to resume: a retry after a failure will show a new code")
+    return DeviceCodeCredential(client_id, **kwargs)
