@@ -3,6 +3,7 @@ flight, `--undo` run again, and a resumed run that must still report who is not 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -145,3 +146,41 @@ def test_a_resumed_run_still_reports_the_users_the_interrupted_part_could_not_bl
     finally:
         for user in users:  # leave the shared tenant as found
             sandbox.sandbox.call(setattr, user, "account_enabled", True)
+
+
+def test_the_signed_in_operator_is_never_disabled_even_when_graph_does_not_answer_me(
+    sandbox: Running, tmp_path: Path, monkeypatch: Any
+):
+    """`/me` answered 503 after every retry (the run otherwise goes on: for `revoke` only the order
+    depends on it): the operator is still known from the token (`oid`) and never disabled."""
+    from revoke_ops import load_bundle, preflight
+    from revoke_ops.contain import ContainRequest, contain
+    from revoke_ops.credentials.delegated import delegated_identity
+    from tests.revoke_ops.test_contain_admins import BASE, delegated_ops
+
+    ops = delegated_ops(sandbox, tmp_path, "contain-no-me", BASE)
+    operator = ops.user("operator")
+    plain = ordinary_users(sandbox, 565, 1)[0]
+
+    async def graph_did_not_answer(identity: Any, session: Any) -> tuple[None, None]:
+        return None, None
+
+    monkeypatch.setattr(preflight, "signed_in_operator", graph_did_not_answer)
+
+    async def go() -> Any:
+        identity = delegated_identity("device-code", bundle=load_bundle(ops.bundle), prompt=lambda *a: None)
+        try:
+            request = ContainRequest(users=[operator.id, plain.id], journal=tmp_path / "me.jsonl", reason="INC-me")
+            return await contain(identity, request, confirm=lambda _: True)
+        finally:
+            await identity.close()
+
+    sandbox.settings(autoApproveUser=operator.user_principal_name)
+    try:
+        result = asyncio.run(go())
+    finally:
+        sandbox.settings(autoApproveUser=None)
+        sandbox.sandbox.call(setattr, operator, "account_enabled", True)
+        sandbox.sandbox.call(setattr, plain, "account_enabled", True)
+    assert result.contain.steps == {"disabled": 1, "operator_not_disabled": 1}
+    assert operator.id not in {c["userId"] for c in account_changes(sandbox) if not c["accountEnabled"]}
