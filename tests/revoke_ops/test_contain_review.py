@@ -43,7 +43,7 @@ def kill_while_a_disable_is_in_flight(sandbox: Running, ops: Any, group_id: str,
     `disable-attempt` line written, its answer not yet journaled); Graph completes the request."""
     exe = Path(sys.executable).parent / "revoke-ops"
     env = {**os.environ, "SSL_CERT_FILE": sandbox.ca, "REQUESTS_CA_BUNDLE": sandbox.ca, ALLOW_CUSTOM_CLOUD_ENV: "1"}
-    sandbox.settings(latency={"medianMs": 1500, "p99Ms": 1500})  # every Graph request waits 1.5 s, then is served
+    sandbox.settings(latency={"medianMs": 3000, "p99Ms": 3000})  # every Graph request waits 3 s, then is served
     try:
         proc = subprocess.Popen(  # our own command
             [str(exe), "contain", "--group", group_id, "--yes", "--journal", str(journal), "--concurrency", "1",
@@ -51,16 +51,17 @@ def kill_while_a_disable_is_in_flight(sandbox: Running, ops: Any, group_id: str,
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
+            deadline, sent = time.monotonic() + 120, False
+            while time.monotonic() < deadline and not sent:
                 lines = journal.read_text().splitlines() if journal.exists() else []
-                if lines and json.loads(lines[-1])["type"] == "disable-attempt":
-                    break
+                sent = bool(lines) and json.loads(lines[-1])["type"] == "disable-attempt"
                 time.sleep(0.02)
+            assert sent, "no disable batch was sent"
+            time.sleep(1.0)  # the batch has reached Graph, whose answer takes 3 s
             os.killpg(proc.pid, signal.SIGKILL)
         finally:
             proc.wait(timeout=30)
-        time.sleep(2.5)  # Graph (the sandbox) completes the request whose client died
+        time.sleep(4)  # Graph (the sandbox) completes the request whose client died
     finally:
         sandbox.settings(latency={"medianMs": 0, "p99Ms": 0})
 
