@@ -47,7 +47,7 @@ from revoke_ops.directory import Capabilities, Exclusions
 from revoke_ops.engine import Engine, Send, Summary
 from revoke_ops.errors import AuthError, TransientAuthError, TransportError, UnreadableResponseError
 from revoke_ops.graph import BatchItem, GraphSession, user_path
-from revoke_ops.journal import now_iso
+from revoke_ops.journal import FINAL_DONE, JournalState, now_iso
 from revoke_ops.pacer import Pacer
 from revoke_ops.request import RevokeRequest
 from revoke_ops.run import Confirmation, Prepared, RunResult, run_request
@@ -434,6 +434,18 @@ def _enabled_users(members: list[dict[str, Any]]) -> set[str]:
     }
 
 
+def _earlier_not_contained(state: JournalState) -> list[dict[str, Any]]:
+    """The users an interrupted part of this run revoked but could not block (a resume skips them)."""
+    rows = []
+    for uid, line in state.disables.items():
+        outcome = state.outcomes.get(uid) or {}
+        if line.get("step") in CONTAINED | CHOSEN or outcome.get("outcome") not in FINAL_DONE:
+            continue  # contained, or revoked again by this part (which journals its own step)
+        row = {k: v for k, v in line.items() if k not in ("type", "at", "hash")}
+        rows.append({**row, "earlierPart": True})
+    return rows
+
+
 def _may_disable_admins(claims: dict[str, Any], caps: Capabilities) -> bool:
     """Whether Graph would let this token disable a user who holds an admin role.
 
@@ -505,6 +517,8 @@ async def contain(
         fields = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
         prepared.confirmation = ContainConfirmation(**{**fields, "eta_seconds": eta, "warnings": tuple(warnings)})
 
+        earlier = _earlier_not_contained(prepared.resume_state) if prepared.resume_state else []
+
         def factory(*args: Any, **kwargs: Any) -> Engine:
             engine = ContainEngine(
                 *args,
@@ -515,6 +529,9 @@ async def contain(
             )
             engine.pacer = _TwoWritePacer(engine.clock, engine.options.write_burst, engine.options.write_rate)
             engine.summary.pacer = engine.pacer
+            for row in earlier:  # a resume skips them: still not contained, and the exit code says so
+                engine.contain.steps[row["step"]] += 1
+                engine.contain.not_contained.append(row)
             engines.append(engine)
             return engine
 

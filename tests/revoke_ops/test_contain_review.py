@@ -106,3 +106,42 @@ def test_undo_run_again_completes_or_reports_instead_of_refusing(sandbox: Runnin
     assert report["undo"] == {"no_longer_disabled": 3}
     assert report["journal"] != json.loads(first.stdout)["journal"], "each undo keeps its own journal"
     assert all(u.account_enabled for u in users)
+
+
+def test_a_resumed_run_still_reports_the_users_the_interrupted_part_could_not_block(sandbox: Running, tmp_path: Path):
+    """Killed after an admin was revoked but refused the disable (forbidden), the resume must not say
+    every user is contained: the admin can still sign in (exit 1, listed in notContained)."""
+    ops = contain_ops(sandbox, tmp_path, "contain-resume-report")
+    admin = ops.user("admin.helpdesk")
+    users = ordinary_users(sandbox, 520, 40)
+    journal = tmp_path / "report.jsonl"
+    exe = Path(sys.executable).parent / "revoke-ops"
+    env = {**os.environ, "SSL_CERT_FILE": sandbox.ca, "REQUESTS_CA_BUNDLE": sandbox.ca, ALLOW_CUSTOM_CLOUD_ENV: "1"}
+    args = [a for u in users for a in ("--user", u.id)]
+    try:
+        proc = subprocess.Popen(  # our own command; privileged users go first
+            [str(exe), "contain", "--user", admin.id, *args, "--yes", "--journal", str(journal), "--concurrency", "1",
+             "--write-burst", "4", "--write-rate", "4", "--credentials", str(ops.bundle)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline:
+                text = journal.read_text() if journal.exists() else ""
+                if any(r["type"] == "outcome" and r["id"] == admin.id for r in map(json.loads, text.splitlines())):
+                    break
+                time.sleep(0.02)
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=30)
+        first = journal_lines(journal)
+        assert not any(r["type"] == "end" for r in first), "killed before the end"
+        assert any(r["type"] == "disable" and r["id"] == admin.id and r["step"] == "forbidden" for r in first)
+        resumed = ops.cli("contain", "--resume", str(journal), "--yes", "--output", "json")
+        assert resumed.returncode == 1, resumed.stdout + resumed.stderr
+        body = json.loads(resumed.stdout)
+        assert [r["step"] for r in body["notContained"] if r["id"] == admin.id] == ["forbidden"]
+        assert admin.account_enabled and all(not u.account_enabled for u in users)
+    finally:
+        for user in users:  # leave the shared tenant as found
+            sandbox.sandbox.call(setattr, user, "account_enabled", True)
