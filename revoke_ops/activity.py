@@ -42,6 +42,7 @@ __all__ = [
     "last_activity",
     "ordered_users",
     "parse_time",
+    "skip_window_days",
     "unavailable_reason",
     "window_of",
     "windows",
@@ -76,6 +77,14 @@ class ActivityOrder:
     skip_inactive_days: int | None = None
     #: signInActivity reads spent deciding (probe, counts): the run's pacer starts with fewer
     reads_used: int = 0
+    #: a group or file run skipping inactive targets: what reading the windows costs, for the
+    #: confirmation (it goes by activity whatever that costs: skipping needs the data)
+    reading: str | None = None
+
+    @property
+    def scoped_days(self) -> tuple[int, ...]:
+        """The windows a group or file run reads: the usual ones, or with --skip-inactive-days those up to N."""
+        return WINDOW_DAYS if self.skip_inactive_days is None else skip_window_days(self.skip_inactive_days)
 
 
 class ActivityUnavailableError(Exception):
@@ -155,6 +164,13 @@ def windows(now: datetime, days: tuple[int, ...] = WINDOW_DAYS) -> list[Window]:
         out.append(Window(index, span, since, until))
         until = since
     return out
+
+
+def skip_window_days(days: int) -> tuple[int, ...]:
+    """The windows a group or file run with ``--skip-inactive-days N`` reads: the usual ones shorter
+    than N, then N itself (1, 7, 30 for 30; 1, 7, 30, 45 for 45; 1, 7, 30, 90, 120 for 120). Nothing
+    older is read: a target not found within N days is skipped, whatever its older activity."""
+    return (*(d for d in WINDOW_DAYS if d < days), days)
 
 
 def window_of(last: datetime | None, now: datetime, days: tuple[int, ...] = WINDOW_DAYS) -> int | None:

@@ -7,8 +7,10 @@ pages to read at Graph's 10 a minute, and the run goes by activity only when tha
 most half the time revoking the targets takes at the write budget. Otherwise it keeps listing order
 and says why once.
 
-Also here: the target sets a group or file run keeps (exact ids and UPNs), and the
-``--skip-inactive-days`` estimate.
+Also here: the target sets a group or file run keeps (exact ids and UPNs), and
+``--skip-inactive-days``: the whole-tenant estimate, and the decisions (a user read with their
+activity is skipped by its date; a group's or file's target found in no window within N days is
+skipped as having no activity within N days; privileged users and the operator never).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from revoke_ops.activity import (
     SeenIds,
     activity_available,
     format_time,
+    inactive_for,
+    last_activity,
     ordered_users,
     refused_filter,
     unavailable_reason,
@@ -37,6 +41,8 @@ from revoke_ops.activity import (
 from revoke_ops.directory import USER_TYPE
 from revoke_ops.errors import InputError
 from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
+from revoke_ops.outcomes import Outcome
+from revoke_ops.records import Item, Send, Settled
 from revoke_ops.request import RevokeRequest
 from revoke_ops.targets import Target
 
@@ -50,6 +56,9 @@ __all__ = [
     "read_cost",
     "scoped_windows",
     "skip_estimate",
+    "skip_unseen",
+    "skipped",
+    "stopped_skipping",
 ]
 
 log = logging.getLogger(__name__)
@@ -69,14 +78,14 @@ class ReadCost:
     basis: str  # how the pages were estimated, in the operator's terms
 
 
-def read_cost(active: list[int], used: int, per_minute: float, basis: str) -> ReadCost:
+def read_cost(active: list[int], used: int, per_minute: float, basis: str, windows: int = len(WINDOW_DAYS)) -> ReadCost:
     """The windows' reading cost, from how many users each timestamp has within the last window.
 
     Each window is listed once per property (500 a page): at most the full pages of all windows plus
     one last (partial or empty) page per listing. The first ``per_minute`` reads (less those ``used``
     deciding) go at once, then one every ``60 / per_minute`` seconds.
     """
-    pages = sum(n // PAGE_SIZE for n in active) + len(WINDOW_DAYS) * len(PROPERTIES)
+    pages = sum(n // PAGE_SIZE for n in active) + windows * len(PROPERTIES)
     if per_minute <= 0:
         return ReadCost(pages, 0.0, basis)
     waiting = max(0.0, pages + used - per_minute)
@@ -97,10 +106,12 @@ def _active_url(prop: str, since: datetime) -> str:
     return f"/users?$count=true&$top=1&$select=id&$filter={text}"
 
 
-async def _window_cost(session: GraphSession, now: datetime, per_minute: float) -> tuple[ReadCost | None, int]:
+async def _window_cost(
+    session: GraphSession, now: datetime, per_minute: float, days: tuple[int, ...] = WINDOW_DAYS
+) -> tuple[ReadCost | None, int]:
     """The windows' cost from Graph's counts (each a signInActivity read), or, if Graph does not count
     with a filter on signInActivity, an upper bound from the tenant's size; and the reads it used."""
-    since = now - timedelta(days=max(WINDOW_DAYS))
+    since = now - timedelta(days=max(days))
     active: list[int] = []
     used = 0
     for prop in PROPERTIES:
@@ -111,12 +122,14 @@ async def _window_cost(session: GraphSession, now: datetime, per_minute: float) 
         active.append(count)
     # used + 1: the probe was read before the counts
     if len(active) == len(PROPERTIES):
-        return read_cost(active, used + 1, per_minute, "Graph's count of users active within 90 days"), used
+        basis = f"Graph's count of users active within {max(days)} days"
+        return read_cost(active, used + 1, per_minute, basis, len(days)), used
     total = await _count(session, "/users?$count=true&$top=1&$select=id")
     if total is None:
         return None, used
     bound = [total] * len(PROPERTIES)
-    return read_cost(bound, used + 1, per_minute, "at most the tenant's size (Graph did not count by activity)"), used
+    basis = "at most the tenant's size (Graph did not count by activity)"
+    return read_cost(bound, used + 1, per_minute, basis, len(days)), used
 
 
 def _scoped_reason(request: RevokeRequest, targets: int, cost: ReadCost) -> str | None:
@@ -140,17 +153,20 @@ async def activity_order(
 
     ``targets``: how many users a group or file run covers (the group's count, the file's lines).
     A group or file run within the write burst is revoked at once: it keeps listing order silently
-    and spends no read on sign-in activity.
+    and spends no read on sign-in activity. With ``--skip-inactive-days`` a group or file run goes by
+    activity whatever the cost (skipping needs the data); the cost is said in ``ActivityOrder.reading``.
 
     :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read.
     """
     if not request.order_by_activity and request.skip_inactive_days is None:
         return None, None
     scoped = not request.all_users
-    if scoped and targets is not None and targets <= request.engine.write_burst:
+    skipping = request.skip_inactive_days is not None
+    if scoped and not skipping and targets is not None and targets <= request.engine.write_burst:
         return None, None
     now = datetime.now(UTC).replace(microsecond=0)
     reason: str | None = None
+    reading: str | None = None
     used = 0
     if request.filter:
         reason = "with --filter (Graph cannot combine a filter on sign-in activity with other properties)"
@@ -159,7 +175,7 @@ async def activity_order(
             "the token does not carry AuditLog.Read.All (add it to the stack's readPermissions; reading sign-in "
             "activity also needs Microsoft Entra ID P1/P2)"
         )
-    elif scoped and targets is None:
+    elif scoped and targets is None and not skipping:
         reason = "Graph did not count the group's users, so the cost of reading the activity windows cannot be weighed"
     else:
         # The probe reads what a window reads (a filter on signInActivity), so a filter Graph refuses
@@ -173,15 +189,21 @@ async def activity_order(
             reason = unavailable_reason(probe.status, probe.error_code, probe.error_message) or (
                 f"Graph answered {probe.status} {probe.error_code or ''} to a sign-in activity read"
             )
-        elif scoped and targets is not None:
-            cost, spent = await _window_cost(session, now, request.activity_reads_per_minute)
+        elif scoped:
+            per_minute = request.activity_reads_per_minute
+            days = ActivityOrder(now, skip_inactive_days=request.skip_inactive_days).scoped_days
+            cost, spent = await _window_cost(session, now, per_minute, days)
             used += spent
-            if cost is None:
+            if skipping:
+                reading = _skip_reading(request, cost)
+            elif cost is None:
                 reason = "Graph counted neither the users active by sign-in activity nor the tenant's users"
-            else:
+            elif targets is not None:
                 reason = _scoped_reason(request, targets, cost)
     if reason is None:
-        order = ActivityOrder(now, request.activity_reads_per_minute, request.skip_inactive_days, reads_used=used)
+        order = ActivityOrder(
+            now, request.activity_reads_per_minute, request.skip_inactive_days, reads_used=used, reading=reading
+        )
         return order, None
     if request.skip_inactive_days is not None:
         raise InputError(f"--skip-inactive-days needs the tenant's sign-in activity, which cannot be read: {reason}")
@@ -190,6 +212,62 @@ async def activity_order(
         f"activity ordering is off: {reason}. After privileged users, users are revoked in {order_name} order, "
         "not most recently active first (docs/activity-ordering.md)"
     )
+
+
+def _skip_reading(request: RevokeRequest, cost: ReadCost | None) -> str:
+    """What a group or file run skipping inactive targets reads first, for the confirmation."""
+    days = request.skip_inactive_days
+    took = (
+        f"about {cost.pages} requests ({cost.basis}), about {cost.seconds / 60:.1f} min at Graph's "
+        f"{request.activity_reads_per_minute:g} reads a minute"
+        if cost is not None
+        else "an unknown number of requests (Graph counted nothing)"
+    )
+    return (
+        f"--skip-inactive-days {days}: this run goes by sign-in activity whatever that costs (skipping needs "
+        f"the data): it reads the tenant's activity windows up to {days} days, {took}; targets found in none "
+        "are skipped. How many that is stays unknown until the windows are read"
+    )
+
+
+def stopped_skipping(reason: str) -> str:
+    """Why a run skipping inactive users stopped: Graph stopped serving sign-in activity mid-run."""
+    return (
+        f"--skip-inactive-days: Graph stopped serving sign-in activity mid-run ({reason}); nothing more is "
+        "revoked or skipped. Fix the cause and resume, or start a new run without the option"
+    )
+
+
+def skipped(order: ActivityOrder, item: Item, user: dict[str, Any] | None = None) -> Item:
+    """``item`` as ``--skip-inactive-days`` decides it: a user to send who is inactive for more than N
+    days becomes ``skipped_inactive`` (privileged users and the signed-in operator never do).
+
+    ``user`` read with its signInActivity: decided on its date. None: a group's or file's target
+    found in no activity window within N days, so with no sign-in activity within N days (its date
+    was not read).
+    """
+    days = order.skip_inactive_days
+    if days is None or not isinstance(item, Send) or item.privileged or item.last:
+        return item
+    if user is not None:
+        last = last_activity(user)
+        if not inactive_for(last, order.now, days):
+            return item
+        seen = f"last sign-in activity {format_time(last)}" if last else "no sign-in activity recorded"
+        why = f"{seen}: inactive for more than {days} days"
+    else:
+        why = (
+            f"no sign-in activity within {days} days: found in none of the tenant's sign-in activity windows "
+            f"up to {days} days (its last sign-in date was not read)"
+        )
+    return Settled(item.id, item.upn, item.target, Outcome.SKIPPED_INACTIVE, f"{why} (--skip-inactive-days {days})")
+
+
+async def skip_unseen(order: ActivityOrder | None, items: AsyncIterator[Item]) -> AsyncIterator[Item]:
+    """A group's or file's rest (targets not found in an activity window), skipped as inactive when the
+    run skips (``skipped`` without a user); as they are otherwise."""
+    async for item in items:
+        yield skipped(order, item) if order is not None else item
 
 
 async def skip_estimate(session: GraphSession, order: ActivityOrder, total: int | None) -> tuple[int, int] | None:
@@ -227,6 +305,9 @@ class TargetKeys:
             return uid
         upn = str(user.get("userPrincipalName") or "").lower()
         return upn if upn and upn in self._keys else None
+
+    def is_target(self, user: dict[str, Any]) -> bool:
+        return self.match(user) is not None
 
     def __contains__(self, key: object) -> bool:
         return key in self._keys
@@ -267,8 +348,9 @@ async def scoped_windows(
     :raises GraphRequestError: the member listing failed (404: no such group).
     """
     pacer = ReadPacer(order.reads_per_minute, used=order.reads_used)
+    days = order.scoped_days
     if collecting is None:
-        source = ordered_users(session, order.now, pacer=pacer, final=False, keep=lambda u: keys.match(u) is not None)
+        source = ordered_users(session, order.now, pacer=pacer, final=False, keep=keys.is_target, days=days)
         async for user, _window in source:
             key = keys.match(user)
             if key is not None:
@@ -280,7 +362,12 @@ async def scoped_windows(
     try:
         # While the listing runs, every window user is kept (it may be a member not listed yet).
         source = ordered_users(
-            session, order.now, pacer=pacer, final=False, keep=lambda u: not task.done() or keys.match(u) is not None
+            session,
+            order.now,
+            pacer=pacer,
+            final=False,
+            keep=lambda u: not task.done() or keys.match(u) is not None,
+            days=days,
         )
         async for user, window in source:
             index = window.index if window is not None else -1

@@ -175,8 +175,10 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
         "--skip-inactive-days",
         type=int,
         metavar="N",
-        help="with --all-users: do NOT revoke users without sign-in activity for more than N days (or never); "
-        "journaled as skipped_inactive. Off by default: nobody is skipped (docs/activity-ordering.md)",
+        help="do NOT revoke users without sign-in activity (interactive or not) for more than N days, or never "
+        "signed in; journaled as skipped_inactive, privileged users never skipped. With --all-users (not with "
+        "--filter), --group or a file run (which then always reads the tenant's activity windows up to N days). "
+        "Off by default: nobody is skipped (docs/activity-ordering.md)",
     )
     safety = parser.add_argument_group("safety")
     safety.add_argument("--dry-run", action="store_true", help="show exactly what would be revoked; change nothing")

@@ -199,10 +199,10 @@ def check_sources(request: RevokeRequest) -> None:
         raise InputError("--filter goes with --all-users")
     days = request.skip_inactive_days
     if days is not None:
-        if not request.all_users or request.filter:
+        if request.filter:
             raise InputError(
-                "--skip-inactive-days goes with --all-users without --filter (it needs the tenant's sign-in "
-                "activity, which Graph serves only for unfiltered listings)"
+                "--skip-inactive-days does not go with --filter (it needs the tenant's sign-in activity, and Graph "
+                "cannot combine a filter on sign-in activity with other properties)"
             )
         if days < 1:
             raise InputError(f"--skip-inactive-days must be a whole number of days, 1 or more (got {days})")

@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from revoke_ops.activity import (
-    ActivityOrder,
-    ActivityUnavailableError,
-    ReadPacer,
-    SeenIds,
-    format_time,
-    inactive_for,
-    last_activity,
-    ordered_users,
+from revoke_ops.activity import ActivityOrder, ActivityUnavailableError, ReadPacer, SeenIds, ordered_users
+from revoke_ops.activity_plan import (
+    TargetKeys,
+    file_keys,
+    group_member_ids,
+    scoped_windows,
+    skip_unseen,
+    skipped,
+    stopped_skipping,
 )
-from revoke_ops.activity_plan import TargetKeys, file_keys, group_member_ids, scoped_windows
 from revoke_ops.directory import (
     LOOKUP_CHUNK,
     USER_TYPE,
@@ -184,7 +183,8 @@ async def _local_as_given(plan: Plan) -> AsyncIterator[Item]:
 
 async def _local_resolved(plan: Plan, session: GraphSession) -> AsyncIterator[Item]:
     """Local targets looked up in chunks (pipelined), privileged ones first; with activity ordering,
-    then those found in the tenant's activity windows, then the rest in the given order."""
+    then those found in the tenant's activity windows, then the rest in the given order (with
+    --skip-inactive-days: skipped, as without sign-in activity within N days)."""
     first = [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
     first_keys = {key_hash(t.key) for t in first}
     for chunk in _chunks(first, LOOKUP_CHUNK):
@@ -199,7 +199,7 @@ async def _local_resolved(plan: Plan, session: GraphSession) -> AsyncIterator[It
     rest = _chunks(todo, LOOKUP_CHUNK)
     async for items in _pipelined(rest, lambda chunk: _resolved(plan, session, chunk)):
         for item in items:
-            yield item
+            yield skipped(plan.activity, item) if plan.activity is not None else item
 
 
 LOOKUP_WINDOW = 8  # lookups in flight, so resolution keeps ahead of the write budget
@@ -309,7 +309,8 @@ async def _remote(plan: Plan, session: GraphSession, caps: Capabilities) -> Asyn
             members = group_member_ids(session, plan.group)  # listed while the windows are read
             async for item in _windows_first(plan, plan.activity, session, TargetKeys(), collecting=members):
                 yield item
-            async for item in _listed(plan, session, url, headers):  # the rest; stream() drops repeats
+            # the rest (stream() drops repeats); with --skip-inactive-days: skipped, not seen active
+            async for item in skip_unseen(plan.activity, _listed(plan, session, url, headers)):
                 yield item
         else:
             async for item in _listed(plan, session, url, headers):
@@ -355,25 +356,10 @@ async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, 
             uid = str(user.get("id", "")).lower()
             if _done(plan, uid, user.get("userPrincipalName")):
                 continue
-            item = _decide(plan, user, uid)
-            if days is not None and isinstance(item, Send) and not item.privileged and not item.last:
-                last = last_activity(user)
-                if inactive_for(last, order.now, days):
-                    seen = f"last sign-in activity {format_time(last)}" if last else "no sign-in activity recorded"
-                    item = Settled(
-                        item.id,
-                        item.upn,
-                        item.target,
-                        Outcome.SKIPPED_INACTIVE,
-                        f"{seen}: inactive for more than {days} days (--skip-inactive-days {days})",
-                    )
-            yield item
+            yield skipped(order, _decide(plan, user, uid), user)
     except ActivityUnavailableError as err:
         if days is not None:
-            raise InputError(
-                f"--skip-inactive-days: Graph stopped serving sign-in activity mid-run ({err.reason}); "
-                "nothing more is revoked or skipped. Fix the cause and resume, or start a new run without the option"
-            ) from err
+            raise InputError(stopped_skipping(err.reason)) from err
         log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)
         async for item in _listed(plan, session, url, None):
             yield item
@@ -389,7 +375,8 @@ async def _windows_first(
 ) -> AsyncIterator[Item]:
     """A group's or file's targets found in the tenant's activity windows (revoke_ops.activity_plan),
     most recent first; ``taken`` records the keys found. If Graph stops serving sign-in activity, the
-    caller's rest (every target not yet yielded, in listing or given order) follows as it is."""
+    caller's rest (every target not yet yielded, in listing or given order) follows as it is; a run
+    skipping inactive targets stops instead (InputError): it cannot skip blind."""
     try:
         async for user, key in scoped_windows(session, order, keys, collecting):
             if taken is not None:
@@ -397,4 +384,6 @@ async def _windows_first(
             if not _done(plan, str(user.get("id", "")).lower(), user.get("userPrincipalName")):
                 yield _decide(plan, user, key)
     except ActivityUnavailableError as err:
+        if order.skip_inactive_days is not None:
+            raise InputError(stopped_skipping(err.reason)) from err
         log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)

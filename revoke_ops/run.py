@@ -227,7 +227,9 @@ async def prepare(
                 f"--skip-inactive-days {activity.skip_inactive_days}: users inactive for fewer than 90 days may "
                 "still hold refresh tokens (they expire after 90 days without use)"
             )
-        estimate = await skip_estimate(session, activity, targets)
+        if activity.reading:  # a group or file run: what it reads first; the count is unknown until then
+            warnings.append(activity.reading)
+        estimate = await skip_estimate(session, activity, targets) if request.all_users else None
     budget = request.engine
     eta = None if targets is None else max(0.0, targets - budget.write_burst) / budget.write_rate
     plan = Plan(
