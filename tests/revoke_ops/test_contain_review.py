@@ -99,6 +99,11 @@ def test_undo_run_again_completes_or_reports_instead_of_refusing(sandbox: Runnin
     journal = tmp_path / "twice.jsonl"
     args = [a for u in users for a in ("--user", u.id)]
     assert ops.cli("contain", *args, "--yes", "--journal", str(journal)).returncode == 0
+    # "undo, but keep this one disabled": refused, not silently ignored (it would re-enable it)
+    for option in (["--exclude", users[0].id], ["--filter", "department eq 'Sales'"], ["--include-external"]):
+        kept = ops.cli("contain", "--undo", "--journal", str(journal), *option, "--yes")
+        assert kept.returncode == 2 and f"(got {option[0]})" in kept.stderr, kept.stderr
+    assert not any(u.account_enabled for u in users)
     first = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["undo"] == {"enabled": 3}
