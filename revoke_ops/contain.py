@@ -27,7 +27,7 @@ held by the app itself, which this product never grants):
   revoked, exit 1) and the others proceed: an incident responder needs the other accounts contained
   now, not after a re-run, and the refused one has lost its sessions all the same.
 
-Size (~520 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
+Size (~580 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
 and its outcomes are one protocol; undo and the CLI rendering are already in undo.py and contain_cli.py.
 """
 
@@ -434,6 +434,21 @@ def _enabled_users(members: list[dict[str, Any]]) -> set[str]:
     }
 
 
+def _operator_id(prepared: Prepared, claims: dict[str, Any]) -> str | None:
+    """The signed-in operator of a delegated run: from ``/me``, else the token's ``oid`` (``/me`` may
+    have gone unanswered, which only reorders a revocation but would let contain disable the operator)."""
+    if not claims.get("scp"):
+        return None
+    operator_id = prepared.plan.operator_id or str(claims.get("oid") or "").lower() or None
+    if operator_id is None:
+        raise AuthError(
+            "the signed-in operator cannot be identified (Graph did not answer /me and the token has no oid), "
+            "and `contain` never disables the operator: nothing was changed; try again",
+            code="UnknownOperator",
+        )
+    return operator_id
+
+
 def _earlier_not_contained(state: JournalState) -> list[dict[str, Any]]:
     """The users an interrupted part of this run revoked but could not block (a resume skips them)."""
     rows = []
@@ -518,12 +533,13 @@ async def contain(
         prepared.confirmation = ContainConfirmation(**{**fields, "eta_seconds": eta, "warnings": tuple(warnings)})
 
         earlier = _earlier_not_contained(prepared.resume_state) if prepared.resume_state else []
+        operator_id = _operator_id(prepared, claims)
 
         def factory(*args: Any, **kwargs: Any) -> Engine:
             engine = ContainEngine(
                 *args,
                 exclusions=prepared.plan.exclusions,
-                operator_id=prepared.plan.operator_id,
+                operator_id=operator_id,
                 global_admins=admins,
                 **kwargs,
             )

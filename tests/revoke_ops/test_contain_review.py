@@ -3,6 +3,7 @@ flight, `--undo` run again, and a resumed run that must still report who is not 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -42,7 +43,7 @@ def kill_while_a_disable_is_in_flight(sandbox: Running, ops: Any, group_id: str,
     `disable-attempt` line written, its answer not yet journaled); Graph completes the request."""
     exe = Path(sys.executable).parent / "revoke-ops"
     env = {**os.environ, "SSL_CERT_FILE": sandbox.ca, "REQUESTS_CA_BUNDLE": sandbox.ca, ALLOW_CUSTOM_CLOUD_ENV: "1"}
-    sandbox.settings(latency={"medianMs": 1500, "p99Ms": 1500})  # every Graph request waits 1.5 s, then is served
+    sandbox.settings(latency={"medianMs": 3000, "p99Ms": 3000})  # every Graph request waits 3 s, then is served
     try:
         proc = subprocess.Popen(  # our own command
             [str(exe), "contain", "--group", group_id, "--yes", "--journal", str(journal), "--concurrency", "1",
@@ -50,16 +51,17 @@ def kill_while_a_disable_is_in_flight(sandbox: Running, ops: Any, group_id: str,
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         try:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
+            deadline, sent = time.monotonic() + 120, False
+            while time.monotonic() < deadline and not sent:
                 lines = journal.read_text().splitlines() if journal.exists() else []
-                if lines and json.loads(lines[-1])["type"] == "disable-attempt":
-                    break
+                sent = bool(lines) and json.loads(lines[-1])["type"] == "disable-attempt"
                 time.sleep(0.02)
+            assert sent, "no disable batch was sent"
+            time.sleep(1.0)  # the batch has reached Graph, whose answer takes 3 s
             os.killpg(proc.pid, signal.SIGKILL)
         finally:
             proc.wait(timeout=30)
-        time.sleep(2.5)  # Graph (the sandbox) completes the request whose client died
+        time.sleep(4)  # Graph (the sandbox) completes the request whose client died
     finally:
         sandbox.settings(latency={"medianMs": 0, "p99Ms": 0})
 
@@ -145,3 +147,41 @@ def test_a_resumed_run_still_reports_the_users_the_interrupted_part_could_not_bl
     finally:
         for user in users:  # leave the shared tenant as found
             sandbox.sandbox.call(setattr, user, "account_enabled", True)
+
+
+def test_the_signed_in_operator_is_never_disabled_even_when_graph_does_not_answer_me(
+    sandbox: Running, tmp_path: Path, monkeypatch: Any
+):
+    """`/me` answered 503 after every retry (the run otherwise goes on: for `revoke` only the order
+    depends on it): the operator is still known from the token (`oid`) and never disabled."""
+    from revoke_ops import load_bundle, preflight
+    from revoke_ops.contain import ContainRequest, contain
+    from revoke_ops.credentials.delegated import delegated_identity
+    from tests.revoke_ops.test_contain_admins import BASE, delegated_ops
+
+    ops = delegated_ops(sandbox, tmp_path, "contain-no-me", BASE)
+    operator = ops.user("operator")
+    plain = ordinary_users(sandbox, 565, 1)[0]
+
+    async def graph_did_not_answer(identity: Any, session: Any) -> tuple[None, None]:
+        return None, None
+
+    monkeypatch.setattr(preflight, "signed_in_operator", graph_did_not_answer)
+
+    async def go() -> Any:
+        identity = delegated_identity("device-code", bundle=load_bundle(ops.bundle), prompt=lambda *a: None)
+        try:
+            request = ContainRequest(users=[operator.id, plain.id], journal=tmp_path / "me.jsonl", reason="INC-me")
+            return await contain(identity, request, confirm=lambda _: True)
+        finally:
+            await identity.close()
+
+    sandbox.settings(autoApproveUser=operator.user_principal_name)
+    try:
+        result = asyncio.run(go())
+    finally:
+        sandbox.settings(autoApproveUser=None)
+        sandbox.sandbox.call(setattr, operator, "account_enabled", True)
+        sandbox.sandbox.call(setattr, plain, "account_enabled", True)
+    assert result.contain.steps == {"disabled": 1, "operator_not_disabled": 1}
+    assert operator.id not in {c["userId"] for c in account_changes(sandbox) if not c["accountEnabled"]}
