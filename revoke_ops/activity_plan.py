@@ -7,10 +7,8 @@ pages to read at Graph's 10 a minute, and the run goes by activity only when tha
 most half the time revoking the targets takes at the write budget. Otherwise it keeps listing order
 and says why once.
 
-Also here: the target sets a group or file run keeps (exact ids and UPNs), and
-``--skip-inactive-days``: the whole-tenant estimate, and the decisions (a user read with their
-activity is skipped by its date; a group's or file's target found in no window within N days is
-skipped as having no activity within N days; privileged users and the operator never).
+Also here: the target sets a group or file run keeps (exact ids and UPNs), and the whole-tenant
+``--skip-inactive-days`` estimate (the skip decisions are in :mod:`revoke_ops.activity_skip`).
 """
 
 from __future__ import annotations
@@ -32,17 +30,13 @@ from revoke_ops.activity import (
     SeenIds,
     activity_available,
     format_time,
-    inactive_for,
-    last_activity,
     ordered_users,
     refused_filter,
     unavailable_reason,
 )
-from revoke_ops.directory import USER_TYPE
+from revoke_ops.directory import READ_ROLES, USER_TYPE
 from revoke_ops.errors import InputError
 from revoke_ops.graph import ADVANCED_HEADERS, GraphSession
-from revoke_ops.outcomes import Outcome
-from revoke_ops.records import Item, Send, Settled
 from revoke_ops.request import RevokeRequest
 from revoke_ops.targets import Target
 
@@ -56,9 +50,6 @@ __all__ = [
     "read_cost",
     "scoped_windows",
     "skip_estimate",
-    "skip_unseen",
-    "skipped",
-    "stopped_skipping",
 ]
 
 log = logging.getLogger(__name__)
@@ -156,10 +147,16 @@ async def activity_order(
     and spends no read on sign-in activity. With ``--skip-inactive-days`` a group or file run goes by
     activity whatever the cost (skipping needs the data); the cost is said in ``ActivityOrder.reading``.
 
-    :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read.
+    :raises InputError: ``--skip-inactive-days`` where sign-in activity cannot be read, or where
+        privileged users cannot be identified (they are never skipped).
     """
     if not request.order_by_activity and request.skip_inactive_days is None:
         return None, None
+    if request.skip_inactive_days is not None and not permissions & READ_ROLES:
+        raise InputError(
+            "--skip-inactive-days needs RoleManagement.Read.Directory (add it to the stack's readPermissions): "
+            "privileged users (directory role holders) are never skipped, so they must be identified first"
+        )
     scoped = not request.all_users
     skipping = request.skip_inactive_days is not None
     if scoped and not skipping and targets is not None and targets <= request.engine.write_burst:
@@ -228,46 +225,6 @@ def _skip_reading(request: RevokeRequest, cost: ReadCost | None) -> str:
         f"the data): it reads the tenant's activity windows up to {days} days, {took}; targets found in none "
         "are skipped. How many that is stays unknown until the windows are read"
     )
-
-
-def stopped_skipping(reason: str) -> str:
-    """Why a run skipping inactive users stopped: Graph stopped serving sign-in activity mid-run."""
-    return (
-        f"--skip-inactive-days: Graph stopped serving sign-in activity mid-run ({reason}); nothing more is "
-        "revoked or skipped. Fix the cause and resume, or start a new run without the option"
-    )
-
-
-def skipped(order: ActivityOrder, item: Item, user: dict[str, Any] | None = None) -> Item:
-    """``item`` as ``--skip-inactive-days`` decides it: a user to send who is inactive for more than N
-    days becomes ``skipped_inactive`` (privileged users and the signed-in operator never do).
-
-    ``user`` read with its signInActivity: decided on its date. None: a group's or file's target
-    found in no activity window within N days, so with no sign-in activity within N days (its date
-    was not read).
-    """
-    days = order.skip_inactive_days
-    if days is None or not isinstance(item, Send) or item.privileged or item.last:
-        return item
-    if user is not None:
-        last = last_activity(user)
-        if not inactive_for(last, order.now, days):
-            return item
-        seen = f"last sign-in activity {format_time(last)}" if last else "no sign-in activity recorded"
-        why = f"{seen}: inactive for more than {days} days"
-    else:
-        why = (
-            f"no sign-in activity within {days} days: found in none of the tenant's sign-in activity windows "
-            f"up to {days} days (its last sign-in date was not read)"
-        )
-    return Settled(item.id, item.upn, item.target, Outcome.SKIPPED_INACTIVE, f"{why} (--skip-inactive-days {days})")
-
-
-async def skip_unseen(order: ActivityOrder | None, items: AsyncIterator[Item]) -> AsyncIterator[Item]:
-    """A group's or file's rest (targets not found in an activity window), skipped as inactive when the
-    run skips (``skipped`` without a user); as they are otherwise."""
-    async for item in items:
-        yield skipped(order, item) if order is not None else item
 
 
 async def skip_estimate(session: GraphSession, order: ActivityOrder, total: int | None) -> tuple[int, int] | None:

@@ -16,15 +16,8 @@ from typing import Any
 from urllib.parse import quote
 
 from revoke_ops.activity import ActivityOrder, ActivityUnavailableError, ReadPacer, SeenIds, ordered_users
-from revoke_ops.activity_plan import (
-    TargetKeys,
-    file_keys,
-    group_member_ids,
-    scoped_windows,
-    skip_unseen,
-    skipped,
-    stopped_skipping,
-)
+from revoke_ops.activity_plan import TargetKeys, file_keys, group_member_ids, scoped_windows
+from revoke_ops.activity_skip import skip_unseen, skipped, stopped_skipping
 from revoke_ops.directory import (
     LOOKUP_CHUNK,
     USER_TYPE,

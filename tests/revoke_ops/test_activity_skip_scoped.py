@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from revoke_ops.activity import inactive_for, skip_window_days
+from revoke_ops.activity import ActivityOrder, inactive_for, skip_window_days
+from revoke_ops.activity_skip import skipped
 from revoke_ops.errors import InputError
+from revoke_ops.records import Send, Settled
 from revoke_ops.request import RevokeRequest, check_sources
 from sandbox import activity as sandbox_activity
 from tests.revoke_ops.conftest import DOMAIN
@@ -44,6 +46,26 @@ def test_skip_windows_end_exactly_at_n_days() -> None:
     assert skip_window_days(7) == (1, 7)
     assert skip_window_days(1) == (1,)
     assert skip_window_days(120) == (1, 7, 30, 90, 120)
+
+
+def test_the_skip_decision_spares_privileged_users_and_the_operator_and_says_what_was_read() -> None:
+    now = datetime(2026, 12, 7, 18, tzinfo=UTC)
+    order = ActivityOrder(now, skip_inactive_days=DAYS)
+
+    def send(**flags: bool) -> Send:
+        return Send("u1", "u1", "a@b.c", "u1", **flags)
+
+    unseen = skipped(order, send())
+    assert isinstance(unseen, Settled) and unseen.outcome == "skipped_inactive"
+    assert "no sign-in activity within 30 days" in unseen.reason and "was not read" in unseen.reason
+    assert isinstance(skipped(order, send(privileged=True)), Send)
+    assert isinstance(skipped(order, send(last=True)), Send)
+    recent = {"signInActivity": {"lastNonInteractiveSignInDateTime": "2026-11-20T00:00:00Z"}}
+    old = {"signInActivity": {"lastSignInDateTime": "2026-10-01T00:00:00Z"}}
+    assert isinstance(skipped(order, send(), recent), Send)
+    dated = skipped(order, send(), old)
+    assert isinstance(dated, Settled) and "last sign-in activity 2026-10-01T00:00:00Z" in dated.reason
+    assert skipped(ActivityOrder(now), send()) == send(), "without the option nobody is skipped"
 
 
 def test_skip_inactive_days_goes_with_groups_and_files_but_not_with_filter() -> None:
@@ -190,3 +212,15 @@ def test_a_dry_run_lists_who_would_be_skipped(sandbox: Running, tmp_path: Path):
     assert all(f"no sign-in activity within {DAYS} days" in r["reason"] for r in listed)
     assert document["summary"]["outcomes"]["skipped_inactive"] == len(expected)
     assert document["summary"]["wouldRevoke"] == len(members) - len(expected), document["summary"]
+
+
+def test_skipping_refuses_to_run_when_privileged_users_cannot_be_identified(sandbox: Running, tmp_path: Path):
+    """Without RoleManagement.Read.Directory a dormant Global Administrator would look like anyone else:
+    the run refuses before changing anything rather than risk skipping them."""
+    roles = ("User.RevokeSessions.All", "User.Read.All", "GroupMember.Read.All", "AuditLog.Read.All")
+    ops = activity_ops(sandbox, tmp_path, "skip-no-roles", roles)
+    before = len(sandbox.revocations())
+    result = ops.cli("revoke", "--user", f"breakglass1@{DOMAIN}", "--skip-inactive-days", str(DAYS), "--yes")
+    assert result.returncode == 2, result.stderr
+    assert "--skip-inactive-days needs RoleManagement.Read.Directory" in result.stderr
+    assert len(sandbox.revocations()) == before
