@@ -471,6 +471,15 @@ def _may_disable_admins(claims: dict[str, Any], caps: Capabilities) -> bool:
 
 
 def _check_disable_permission(caps: Capabilities, identity: Identity) -> None:
+    if caps.permissions & DISABLE_PERMISSIONS and not caps.read_users:
+        # Graph's pair is User.EnableDisableAccount.All *with* User.Read.All: without it every disable is
+        # refused (403), which the run would otherwise blame on each user's admin role, after revoking.
+        raise AuthError(
+            "the token carries User.EnableDisableAccount.All but not User.Read.All, and Graph needs both to block "
+            "sign-in: add User.Read.All to containmentPermissions (or readPermissions) and run `pulumi up`. "
+            f"Nothing was changed. Credentials: {identity.description}",
+            code="Authorization_RequestDenied",
+        )
     if caps.permissions & DISABLE_PERMISSIONS:
         return
     raise AuthError(

@@ -49,8 +49,10 @@ async def undo_command(
 ) -> int:
     if args.journal is None:
         raise InputError("contain --undo needs --journal JOURNAL: the journal of the contain run to undo")
-    for option in ("user", "from_file", "group", "all_users", "resume", "dry_run"):
-        if getattr(args, option, None):
+    # Refused, never ignored: "--undo --exclude X" reads as "keep X disabled", and would re-enable it.
+    refused = ("user", "from_file", "group", "all_users", "filter", "exclude", "exclude_file", "include_external")
+    for option in (*refused, "skip_inactive_days", "reason", "resume", "dry_run"):
+        if getattr(args, option, None) not in (None, False, [], ""):
             raise InputError(f"contain --undo takes only --journal (got --{option.replace('_', '-')})")
 
     def confirm(plan: UndoPlan) -> bool:

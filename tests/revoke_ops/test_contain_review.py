@@ -99,6 +99,11 @@ def test_undo_run_again_completes_or_reports_instead_of_refusing(sandbox: Runnin
     journal = tmp_path / "twice.jsonl"
     args = [a for u in users for a in ("--user", u.id)]
     assert ops.cli("contain", *args, "--yes", "--journal", str(journal)).returncode == 0
+    # "undo, but keep this one disabled": refused, not silently ignored (it would re-enable it)
+    for option in (["--exclude", users[0].id], ["--filter", "department eq 'Sales'"], ["--include-external"]):
+        kept = ops.cli("contain", "--undo", "--journal", str(journal), *option, "--yes")
+        assert kept.returncode == 2 and f"(got {option[0]})" in kept.stderr, kept.stderr
+    assert not any(u.account_enabled for u in users)
     first = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
     assert first.returncode == 0, first.stderr
     assert json.loads(first.stdout)["undo"] == {"enabled": 3}
@@ -185,3 +190,18 @@ def test_the_signed_in_operator_is_never_disabled_even_when_graph_does_not_answe
         sandbox.sandbox.call(setattr, plain, "account_enabled", True)
     assert result.contain.steps == {"disabled": 1, "operator_not_disabled": 1}
     assert operator.id not in {c["userId"] for c in account_changes(sandbox) if not c["accountEnabled"]}
+
+
+def test_contain_without_user_read_all_is_refused_before_anything_changes(sandbox: Running, tmp_path: Path):
+    """Graph's least-privileged pair is User.EnableDisableAccount.All *with* User.Read.All: without the
+    second every disable is refused (403). The run must say so up front, not revoke everyone and then
+    blame each user's admin role."""
+    ops = contain_ops(
+        sandbox, tmp_path, "contain-no-read", roles=("User.RevokeSessions.All", "User.EnableDisableAccount.All")
+    )
+    plain = ordinary_users(sandbox, 570, 1)[0]
+    revocations = len(sandbox.revocations())
+    result = ops.cli("contain", "--user", plain.id, "--yes", "--journal", str(tmp_path / "j.jsonl"))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "User.Read.All" in result.stderr and "admin role" not in result.stdout + result.stderr
+    assert len(sandbox.revocations()) == revocations and plain.account_enabled
