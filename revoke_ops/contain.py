@@ -72,14 +72,15 @@ GLOBAL_ADMINISTRATOR = "62e90394-69f5-4237-9190-012177145e10"  # the role's temp
 ACCESS_AS_USER = "Directory.AccessAsUser.All"
 ON_PREMISES_MARK = "on-premises mastered"  # in Graph's 400 for users synchronised from AD
 
+# The action first: the text report cuts reasons to fit its table.
 FORBIDDEN_REASON = (
-    "Graph refuses to change accountEnabled of a user holding an admin role with this permission: it needs "
-    "an admin role held by the app (app-only) or Directory.AccessAsUser.All and a sufficiently privileged "
-    "signed-in operator (delegated). Sessions were still revoked; disable this account in the Entra admin center"
+    "disable it in the Entra admin center: Graph refuses to change accountEnabled of a user holding an admin "
+    "role with this permission: it needs an admin role held by the app (app-only) or Directory.AccessAsUser.All "
+    "and a sufficiently privileged signed-in operator (delegated). Sessions were still revoked"
 )
 ON_PREMISES_REASON = (
-    "synchronised from on-premises Active Directory: Entra refuses cloud changes to it (and a sync would "
-    "revert them). Sessions were still revoked; disable the account in AD and let it sync"
+    "disable the account in on-premises AD and let it sync: it is synchronised from AD, so Entra refuses cloud "
+    "changes to it (and a sync would revert them). Sessions were still revoked"
 )
 
 

@@ -155,7 +155,7 @@ def test_privileged_and_synced_users_are_revoked_but_reported_not_contained(sand
     steps = {r["id"]: r for r in body["notContained"]}
     assert steps[admin.id]["step"] == "forbidden" and "admin role" in steps[admin.id]["reason"]
     assert steps[synced.id]["step"] == "on_premises_synced"
-    assert "disable the account in AD" in steps[synced.id]["reason"]
+    assert "disable the account in on-premises AD" in steps[synced.id]["reason"]
     assert plain.id not in steps
     assert admin.account_enabled and synced.account_enabled
     assert {r["userId"] for r in sandbox.revocations()[before:]} == {admin.id, synced.id, plain.id}, "all revoked"

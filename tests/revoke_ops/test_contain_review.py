@@ -205,3 +205,18 @@ def test_contain_without_user_read_all_is_refused_before_anything_changes(sandbo
     assert result.returncode == 3, result.stdout + result.stderr
     assert "User.Read.All" in result.stderr and "admin role" not in result.stdout + result.stderr
     assert len(sandbox.revocations()) == revocations and plain.account_enabled
+
+
+def test_the_text_report_tells_the_operator_what_to_do_for_each_user_not_blocked(sandbox: Running, tmp_path: Path):
+    """The table's WHY column is cut to fit: the action ("disable … in AD", "… in the Entra admin
+    center") must come first, or the footer's "act on each as the table says" points at nothing."""
+    ops = contain_ops(sandbox, tmp_path, "contain-text-report")
+    admin, synced = ops.user("admin.password"), ops.user("hybrid.synced2")
+    result = ops.cli(
+        "contain", "--user", admin.id, "--user", synced.id, "--yes", "--journal", str(tmp_path / "j.jsonl")
+    )
+    assert result.returncode == 1, result.stderr
+    table = [line for line in result.stdout.splitlines() if admin.id in line or synced.id in line]
+    rows = {line.split()[0]: line for line in table}
+    assert "disable the account in on-premises AD" in rows["on_premises_synced"], result.stdout
+    assert "disable it in the Entra admin center" in rows["forbidden"], result.stdout
