@@ -110,9 +110,10 @@ class Confirmation:
             count = f"about {self.skip_estimate[0]}"
         else:
             count = f"between {self.skip_estimate[0]} and {self.skip_estimate[1]}"
+        basis = "Graph's counts, eventually consistent" if self.skip_estimate else "unknown until the windows are read"
         return (
             f"; NOT revoking {count} user(s) without sign-in activity for more than {days} days "
-            "(--skip-inactive-days; Graph's counts, eventually consistent)"
+            f"(--skip-inactive-days; {basis})"
         )
 
     def question(self) -> str:
