@@ -27,7 +27,7 @@ held by the app itself, which this product never grants):
   revoked, exit 1) and the others proceed: an incident responder needs the other accounts contained
   now, not after a re-run, and the refused one has lost its sessions all the same.
 
-Size (~580 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
+Size (~600 lines): the contain plan, its engine (before-state read, disable batch, revoke batch)
 and its outcomes are one protocol; undo and the CLI rendering are already in undo.py and contain_cli.py.
 """
 
@@ -257,9 +257,12 @@ class ContainEngine(Engine):
         exclusions: Exclusions,
         operator_id: str | None,
         global_admins: set[str] | None,
+        disabled_earlier: frozenset[str] = frozenset(),
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        #: a resume: accounts the interrupted part disabled (or sent a disable for) while they were enabled
+        self.disabled_earlier = disabled_earlier
         self.exclusions = exclusions
         self.operator_id = operator_id
         #: enabled Global Administrators (ids), None when they could not be read
@@ -288,7 +291,11 @@ class ContainEngine(Engine):
         to_send: list[Send] = []
         for item in candidates:
             state = before.get(item.ref)
-            if state is False:
+            if state is False and item.ref in self.disabled_earlier:
+                why = "disabled by the interrupted part of this run"
+                steps[item.ref] = StepRecord(item.ref, Step.DISABLED, reason=why)
+                before[item.ref] = True
+            elif state is False:
                 steps[item.ref] = StepRecord(item.ref, Step.ALREADY_DISABLED, reason="accountEnabled was already false")
             elif self._last_global_admin(item):
                 steps[item.ref] = StepRecord(
@@ -544,12 +551,18 @@ async def contain(
 
         earlier = _earlier_not_contained(prepared.resume_state) if prepared.resume_state else []
         operator_id = _operator_id(prepared, claims)
+        disabled_earlier: frozenset[str] = frozenset()
+        if prepared.resume_state is not None:
+            state = prepared.resume_state
+            done = {i for i, line in state.disables.items() if line.get("step") == Step.DISABLED and line.get("before")}
+            disabled_earlier = frozenset(done | state.attempted_enabled)
 
         def factory(*args: Any, **kwargs: Any) -> Engine:
             engine = ContainEngine(
                 *args,
                 exclusions=prepared.plan.exclusions,
                 operator_id=operator_id,
+                disabled_earlier=disabled_earlier,
                 global_admins=admins,
                 **kwargs,
             )

@@ -85,6 +85,8 @@ def _kill_in_flight_then_undo(sandbox: Running, tmp_path: Path, ops: Any, users:
     kill_while_a_disable_is_in_flight(sandbox, ops, group.id, journal2)
     resumed = ops.cli("contain", "--resume", str(journal2), "--yes", "--output", "json")
     assert resumed.returncode == 0, resumed.stderr
+    # the accounts the killed part disabled are the run's doing, not "already disabled"
+    assert "already_disabled" not in json.loads(resumed.stdout)["contain"]["steps"]
     assert all(not u.account_enabled for u in users)
     undone = ops.cli("contain", "--undo", "--journal", str(journal2), "--yes", "--output", "json")
     assert undone.returncode == 0, undone.stderr
