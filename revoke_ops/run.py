@@ -29,7 +29,7 @@ from revoke_ops.activity import format_time
 from revoke_ops.activity_plan import activity_order, skip_estimate
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.engine import Engine, Item, Send, Settled, Summary
-from revoke_ops.errors import InputError
+from revoke_ops.errors import InputError, RevokeOpsError
 from revoke_ops.graph import GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, read_journal
 from revoke_ops.outcomes import NOT_REVOKED
@@ -320,7 +320,12 @@ async def execute(
     stopped: str | None = None
     try:
         items = stream(prepared.plan, prepared.session, prepared.caps)
+        failed: list[str] = []
+        if not request.dry_run:
+            items = _stop_when_reading_fails(items, failed)
         summary = await engine.run(_tap(items, on_settled) if on_settled else items)
+        if failed and summary.stopped is None:
+            summary.stopped = failed[0]  # after the engine sent what it was handed
     except (KeyboardInterrupt, asyncio.CancelledError):
         stopped = "interrupted"
         raise
@@ -345,6 +350,23 @@ async def execute(
     return RunResult(
         summary, journal.path if journal else None, prepared.confirmation.operator, would, warnings, incomplete
     )
+
+
+async def _stop_when_reading_fails(items: AsyncIterator[Item], failed: list[str]) -> AsyncIterator[Item]:
+    """Pass every item on. Reading the targets failing once users were handed to the engine ends the
+    stream, not the run: the engine sends and journals the users it was handed, and the run then
+    reports itself stopped (``failed``: exit 1, with the ``--resume`` to run) — an error's exit code
+    would say that nothing was changed. Before any user was handed over, the error ends the run."""
+    handed = False
+    try:
+        async for item in items:
+            handed = handed or isinstance(item, Send)
+            yield item
+    except RevokeOpsError as err:
+        if not handed:
+            raise
+        failed.append(f"reading the targets failed part-way (the users read before it were sent): {err}")
+        log.warning("%s", failed[0])
 
 
 async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]], None]) -> AsyncIterator[Item]:

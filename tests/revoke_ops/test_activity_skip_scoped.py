@@ -177,15 +177,23 @@ def test_a_window_refused_mid_run_stops_the_skip_run_without_skipping_blind_and_
         sandbox_activity.refuse(sandbox.sandbox.tenant, ["filter"])
 
     try:
-        with pytest.raises(InputError, match="stopped serving sign-in activity mid-run") as stopped:
-            api_run(ops, sandbox, monkeypatch, on_confirm=refuse, group=group, journal=journal, skip_inactive_days=DAYS)
+        stopped, _ = api_run(
+            ops, sandbox, monkeypatch, on_confirm=refuse, group=group, journal=journal, skip_inactive_days=DAYS
+        )
     finally:
         sandbox_activity.refuse(sandbox.sandbox.tenant, [])
-    assert "Graph refused the sign-in activity filter" in str(stopped.value)
+    # Users were already revoked: the run reports itself stopped (exit 1, resume), not "nothing changed".
+    assert stopped.exit_code == 1
+    assert "stopped serving sign-in activity mid-run" in stopped.incomplete
+    assert "Graph refused the sign-in activity filter" in stopped.incomplete
+    assert f"--resume {journal}" in stopped.incomplete
     assert skipped_records(journal) == [], "nobody skipped blind"
     tenant = sandbox.sandbox.tenant
     first = ops.revoked_ids(before)
+    assert first, "the privileged members were revoked before the windows"
     assert set(first) <= {u.id for u in members if privileged(tenant, u)}, "only the privileged, before any window"
+    end = journal_lines(journal)[-1]
+    assert end.get("completed") is False and "reading the targets failed part-way" in end.get("stoppedBy", ""), end
 
     middle = len(sandbox.revocations())
     resumed = ops.cli("revoke", "--resume", str(journal), "--yes")
