@@ -78,10 +78,21 @@ FORBIDDEN_REASON = (
     "role with this permission: it needs an admin role held by the app (app-only) or Directory.AccessAsUser.All "
     "and a sufficiently privileged signed-in operator (delegated). Sessions were still revoked"
 )
+LAST_ADMIN_REASON = (
+    "the last enabled Global Administrator is never disabled (the tenant would have no administrator left); "
+    "sessions were still revoked"
+)
 ON_PREMISES_REASON = (
     "disable the account in on-premises AD and let it sync: it is synchronised from AD, so Entra refuses cloud "
     "changes to it (and a sync would revert them). Sessions were still revoked"
 )
+
+
+def _would(reason: str) -> str:
+    """A step's reason as a dry run predicts it (nothing was sent)."""
+    return reason.replace(
+        "Sessions were still revoked", "Graph would refuse it; sessions would still be revoked"
+    ).replace("sessions were still revoked", "sessions would still be revoked")
 
 
 class Step(StrEnum):
@@ -258,9 +269,12 @@ class ContainEngine(Engine):
         operator_id: str | None,
         global_admins: set[str] | None,
         disabled_earlier: frozenset[str] = frozenset(),
+        may_disable_admins: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
+        #: whether Graph lets this token disable admin-role holders (a dry run's prediction)
+        self.may_disable_admins = may_disable_admins
         #: a resume: accounts the interrupted part disabled (or sent a disable for) while they were enabled
         self.disabled_earlier = disabled_earlier
         self.exclusions = exclusions
@@ -271,13 +285,14 @@ class ContainEngine(Engine):
         self._was_admin: set[str] = set()  # Global Administrators counted as disabled in this run
 
     async def _send(self, batch: list[Send]) -> None:
-        if not self.options.dry_run and not self.summary.stopped:
+        if self.options.dry_run:
+            await self._predict(batch)
+        elif not self.summary.stopped:
             await self._disable(batch)
         await super()._send(batch)
 
-    async def _disable(self, batch: list[Send]) -> None:
-        assert self.session is not None
-        steps: dict[str, StepRecord] = {}
+    def _chosen(self, batch: list[Send], steps: dict[str, StepRecord]) -> list[Send]:
+        """The users this run may disable; the others (exclusions, the operator) get their step in ``steps``."""
         candidates: list[Send] = []
         for item in batch:
             if self.exclusions.excludes(item.id, item.upn):
@@ -287,6 +302,34 @@ class ContainEngine(Engine):
                 steps[item.ref] = StepRecord(item.ref, Step.OPERATOR, reason=why)
             else:
                 candidates.append(item)
+        return candidates
+
+    async def _predict(self, batch: list[Send]) -> None:
+        """A dry run: each user's step as far as it can be known without writing — already disabled,
+        synchronised from AD, an admin this token cannot disable, the last Global Administrator."""
+        steps: dict[str, StepRecord] = {}
+        candidates = self._chosen(batch, steps)
+        accounts = await self._read_accounts(candidates)
+        for item in candidates:
+            enabled, synced = accounts.get(item.ref, (None, None))
+            if enabled is False:
+                steps[item.ref] = StepRecord(item.ref, Step.ALREADY_DISABLED, reason="accountEnabled is already false")
+            elif synced:
+                steps[item.ref] = StepRecord(item.ref, Step.ON_PREMISES, reason=_would(ON_PREMISES_REASON))
+            elif item.privileged and not self.may_disable_admins:
+                steps[item.ref] = StepRecord(item.ref, Step.FORBIDDEN, reason=_would(FORBIDDEN_REASON))
+            elif self._last_global_admin(item):
+                steps[item.ref] = StepRecord(item.ref, Step.LAST_GLOBAL_ADMIN, reason=_would(LAST_ADMIN_REASON))
+            else:
+                unread = " (its state could not be read)" if enabled is None else ""
+                steps[item.ref] = StepRecord(item.ref, Step.DISABLED, reason=f"would be disabled{unread}")
+        for item in batch:
+            self._step(item, steps[item.ref], accounts.get(item.ref, (None, None))[0])
+
+    async def _disable(self, batch: list[Send]) -> None:
+        assert self.session is not None
+        steps: dict[str, StepRecord] = {}
+        candidates = self._chosen(batch, steps)
         before = await self._read_states(candidates)
         to_send: list[Send] = []
         for item in candidates:
@@ -298,12 +341,7 @@ class ContainEngine(Engine):
             elif state is False:
                 steps[item.ref] = StepRecord(item.ref, Step.ALREADY_DISABLED, reason="accountEnabled was already false")
             elif self._last_global_admin(item):
-                steps[item.ref] = StepRecord(
-                    item.ref,
-                    Step.LAST_GLOBAL_ADMIN,
-                    reason="the last enabled Global Administrator is never disabled (the tenant would have no "
-                    "administrator left); sessions were still revoked",
-                )
+                steps[item.ref] = StepRecord(item.ref, Step.LAST_GLOBAL_ADMIN, reason=LAST_ADMIN_REASON)
             else:
                 to_send.append(item)
         if to_send:
@@ -354,6 +392,10 @@ class ContainEngine(Engine):
 
     async def _read_states(self, items: list[Send]) -> dict[str, bool | None]:
         """Each account's accountEnabled before the change (None: could not be read)."""
+        return {ref: enabled for ref, (enabled, _synced) in (await self._read_accounts(items)).items()}
+
+    async def _read_accounts(self, items: list[Send]) -> dict[str, tuple[bool | None, bool | None]]:
+        """Each account's accountEnabled and onPremisesSyncEnabled (None: could not be read)."""
         if not items:
             return {}
         assert self.session is not None
@@ -366,12 +408,16 @@ class ContainEngine(Engine):
         except (AuthError, TransportError, UnreadableResponseError) as err:
             log.warning("reading the accounts' state failed (%s): their before-state is recorded as unknown", err)
             return {}
-        states: dict[str, bool | None] = {}
+        states: dict[str, tuple[bool | None, bool | None]] = {}
         for read, item in zip(reads, items, strict=True):
             answer = answers.get(read.id) or {}
             body = answer.get("body")
-            value = body.get("accountEnabled") if answer.get("status") == 200 and isinstance(body, dict) else None
-            states[item.ref] = value if isinstance(value, bool) else None
+            fields = body if answer.get("status") == 200 and isinstance(body, dict) else {}
+            enabled, synced = fields.get("accountEnabled"), fields.get("onPremisesSyncEnabled")
+            states[item.ref] = (
+                enabled if isinstance(enabled, bool) else None,
+                synced if isinstance(synced, bool) else None,
+            )
         return states
 
     def _step(self, item: Send, record: StepRecord, before: bool | None) -> None:
@@ -564,6 +610,7 @@ async def contain(
                 operator_id=operator_id,
                 disabled_earlier=disabled_earlier,
                 global_admins=admins,
+                may_disable_admins=_may_disable_admins(claims, caps),
                 **kwargs,
             )
             engine.pacer = _TwoWritePacer(engine.clock, engine.options.write_burst, engine.options.write_rate)

@@ -222,3 +222,34 @@ def test_the_text_report_tells_the_operator_what_to_do_for_each_user_not_blocked
     rows = {line.split()[0]: line for line in table}
     assert "disable the account in on-premises AD" in rows["on_premises_synced"], result.stdout
     assert "disable it in the Entra admin center" in rows["forbidden"], result.stdout
+
+
+def test_a_dry_run_predicts_who_will_not_be_blocked_and_changes_nothing(sandbox: Running, tmp_path: Path):
+    """The runbook asks the operator to read the dry run for the users contain cannot block: admins
+    this token cannot disable, users synced from AD, accounts already disabled. The dry run said
+    nothing about sign-in (`"contain": {"steps": {}}`)."""
+    ops = contain_ops(sandbox, tmp_path, "contain-dry-predict")
+    tenant = sandbox.sandbox.tenant
+    plain, off = ordinary_users(sandbox, 571, 2)
+    admin, synced = ops.user("admin.users"), ops.user("hybrid.synced1")
+    sandbox.sandbox.call(setattr, off, "account_enabled", False)
+    changes, revocations = len(account_changes(sandbox)), len(sandbox.revocations())
+    try:
+        result = ops.cli(
+            "contain", "--user", admin.id, "--user", synced.id, "--user", plain.id, "--user", off.id,
+            "--user", "breakglass1@contoso-sandbox.onmicrosoft.com",
+            "--exclude", "breakglass1@contoso-sandbox.onmicrosoft.com", "--dry-run", "--output", "json",
+        )  # fmt: skip
+    finally:
+        sandbox.sandbox.call(setattr, off, "account_enabled", True)
+    assert result.returncode == 1, "the real run would exit 1: two users would not be blocked"
+    body = json.loads(result.stdout)
+    steps = {r["id"]: r for r in body["notContained"]}
+    assert set(steps) == {admin.id, synced.id}, body["notContained"]
+    assert steps[admin.id]["step"] == "forbidden" and "would still be revoked" in steps[admin.id]["reason"]
+    assert steps[synced.id]["step"] == "on_premises_synced"
+    assert steps[synced.id]["reason"].startswith("disable the account in on-premises AD")
+    assert "were still revoked" not in result.stdout, "nothing was revoked: a dry run says what would happen"
+    assert body["contain"]["steps"] == {"forbidden": 1, "on_premises_synced": 1, "disabled": 1, "already_disabled": 1}
+    assert len(account_changes(sandbox)) == changes and len(sandbox.revocations()) == revocations
+    assert plain.account_enabled and admin.account_enabled and tenant.users_by_id[synced.id].account_enabled
