@@ -109,6 +109,7 @@ class Step(StrEnum):
     FAILED = "failed"
     ENABLED = "enabled"  # undo
     NOT_DISABLED_NOW = "no_longer_disabled"  # undo: someone enabled it since; left alone
+    BEFORE_UNKNOWN = "before_unknown"  # undo: disabled by the run, its state before it unread; left disabled
 
 
 #: Steps after which the account cannot sign in (the user counts as contained when also revoked).

@@ -3,7 +3,9 @@
 From the run's journal, the accounts whose disable line says ``disabled`` with a before-state of
 enabled, and those a disable was sent for while enabled (the ``disable-attempt`` line, written before
 the PATCH) whose answer was never journaled or read (a kill, a lost answer): never one the run found
-disabled before any attempt, skipped, or that Graph refused. Each is read again first and left
+disabled before any attempt, skipped, or that Graph refused. An account the run disabled whose state
+before it could not be read is not enabled (it may have been disabled already) but listed
+(``before_unknown``, exit 1) for the operator to check. Each is read again first and left
 alone when it is no longer disabled, so an undo can be run again (after a kill, or twice); each
 keeps its own journal beside the run's (``J.undo.jsonl``, ``J.undo-2.jsonl``, …). Graph offers no
 conditional update for users (no ETag/If-Match on user PATCH): an account someone else disabled on
@@ -50,11 +52,19 @@ class UndoPlan:
     journal: Path
     to_enable: int
     no_longer_disabled: int
+    #: accounts the run disabled whose state before it is unknown: left disabled, listed
+    before_unknown: int = 0
 
     def question(self) -> str:
+        unknown = (
+            f"; {self.before_unknown} it disabled whose state before the run is unknown stay disabled and are "
+            "listed for you to check"
+            if self.before_unknown
+            else ""
+        )
         return (
             f"Re-enable {self.to_enable} account(s) the contain run {self.journal} disabled in tenant {self.tenant_id} "
-            f"({self.no_longer_disabled} already enabled again are left alone)? Note: {UNDETECTABLE}. [y/N] "
+            f"({self.no_longer_disabled} already enabled again are left alone{unknown})? Note: {UNDETECTABLE}. [y/N] "
         )
 
 
@@ -70,7 +80,8 @@ class UndoResult:
         return 1 if any(Step(k) not in OK for k, v in self.steps.items() if v) else 0
 
 
-def _candidates(path: Path, tenant_id: str) -> list[dict[str, Any]]:
+def _candidates(path: Path, tenant_id: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The accounts to re-enable, and those the run disabled whose state before it is unknown."""
     state = read_journal(path)
     spec = state.header.get("spec") or {}
     if spec.get("command") != "contain":
@@ -86,7 +97,8 @@ def _candidates(path: Path, tenant_id: str) -> list[dict[str, Any]]:
         line = state.disables.get(ref)
         if line is None or line.get("step") == Step.ALREADY_DISABLED or line.get("code") in UNANSWERED:
             records.append({"id": ref, "upn": (line or {}).get("upn"), "step": str(Step.DISABLED), "before": True})
-    return records
+    unknown = [r for r in state.disables.values() if r.get("step") == Step.DISABLED and r.get("before") is None]
+    return records, [r for r in unknown if r.get("id") not in {c["id"] for c in records}]
 
 
 async def _states(session: GraphSession, ids: list[str]) -> dict[str, bool | None]:
@@ -118,12 +130,13 @@ async def undo_contain(
     :raises InputError: not a contain journal, another tenant, or stopped at the confirmation.
     """
     options = engine or EngineOptions()
-    records = _candidates(journal, identity.tenant_id)
+    records, unknown = _candidates(journal, identity.tenant_id)
     result = UndoResult(warnings=[UNDETECTABLE])
     async with GraphSession(identity, timeout=http_timeout) as session:
         states = await _states(session, [r["id"] for r in records])
         to_enable = [r for r in records if states.get(r["id"]) is False]
-        plan = UndoPlan(identity.tenant_id, journal, len(to_enable), sum(1 for r in records if states.get(r["id"])))
+        again = sum(1 for r in records if states.get(r["id"]))
+        plan = UndoPlan(identity.tenant_id, journal, len(to_enable), again, len(unknown))
         if confirm is not None and to_enable and not confirm(plan):
             raise InputError("stopped at the confirmation: nothing was changed")
         path = undo_journal or _undo_journal_path(journal)
@@ -145,6 +158,12 @@ async def undo_contain(
                     step = Step.NOT_DISABLED_NOW if state else Step.FAILED
                     why = "enabled again since the run: left alone" if state else "its state could not be read"
                     _row(result, out, record, StepRecord(record["id"], step, reason=why))
+            for record in unknown:
+                why = (
+                    "left disabled: this run disabled it, but its state before the run could not be read (it may "
+                    "have been disabled already); check it and enable it by hand if it was enabled"
+                )
+                _row(result, out, record, StepRecord(record["id"], Step.BEFORE_UNKNOWN, reason=why))
             pacer = Pacer(RealClock(), options.write_burst, options.write_rate)
             for start in range(0, len(to_enable), 20):
                 chunk = to_enable[start : start + 20]

@@ -253,3 +253,41 @@ def test_a_dry_run_predicts_who_will_not_be_blocked_and_changes_nothing(sandbox:
     assert body["contain"]["steps"] == {"forbidden": 1, "on_premises_synced": 1, "disabled": 1, "already_disabled": 1}
     assert len(account_changes(sandbox)) == changes and len(sandbox.revocations()) == revocations
     assert plain.account_enabled and admin.account_enabled and tenant.users_by_id[synced.id].account_enabled
+
+
+def test_undo_lists_the_accounts_whose_state_before_the_run_is_unknown_instead_of_hiding_them(
+    sandbox: Running, tmp_path: Path, monkeypatch: Any
+):
+    """When the before-state read fails the account is still disabled (containment first), but undo
+    cannot know whether it was enabled: it must not enable it, and must not leave it out silently."""
+    from sandbox.graph.base import Request, Response
+
+    ops = contain_ops(sandbox, tmp_path, "contain-before-unknown")
+    known, unread = ordinary_users(sandbox, 490, 2)
+    graph = sandbox.sandbox.graph
+    original = graph.handle
+
+    def handle(request: Request, auth: str | None) -> Response:
+        if (
+            request.method == "GET"
+            and unread.id in request.path
+            and "accountEnabled" in request.query.get("$select", "")
+        ):
+            return Response(200, {"id": unread.id})  # an answer without the state asked for
+        return original(request, auth)
+
+    monkeypatch.setattr(graph, "handle", handle)
+    journal = tmp_path / "j.jsonl"
+    result = ops.cli("contain", "--user", known.id, "--user", unread.id, "--yes", "--journal", str(journal))
+    monkeypatch.setattr(graph, "handle", original)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not known.account_enabled and not unread.account_enabled, "both blocked: containment first"
+
+    undone = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
+    assert undone.returncode == 1, undone.stdout + undone.stderr
+    report = json.loads(undone.stdout)
+    assert report["undo"] == {"enabled": 1, "before_unknown": 1}, report
+    row = next(r for r in report["users"] if r["id"] == unread.id)
+    assert row["step"] == "before_unknown" and "check it" in row["reason"]
+    assert known.account_enabled and not unread.account_enabled, "only the account known to be enabled before"
+    sandbox.sandbox.call(setattr, unread, "account_enabled", True)  # leave the shared tenant as found
