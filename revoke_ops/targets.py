@@ -145,7 +145,8 @@ class TargetFile:
         if first is None:
             return
         template = bool(TEMPLATE_VERSION.match(first))
-        if not template and not any(sep in first for sep in ",;\t"):
+        heading = _column_name(first) in (*ID_COLUMNS, *UPN_COLUMNS, *MAIL_COLUMNS)  # a one-column CSV
+        if not template and not heading and not any(sep in first for sep in ",;\t"):
             return  # one user per line
         self._delimiter = "\t" if "\t" in first else ";" if ";" in first and "," not in first else ","
         for row, line, cells in self._csv():

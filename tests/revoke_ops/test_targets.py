@@ -43,6 +43,27 @@ def test_the_entra_bulk_template_is_recognised(tmp_path: Path):
     assert [t.kind for t in _read(semicolons) if isinstance(t, Target)] == ["id"]
 
 
+def test_a_one_column_csv_with_a_heading_is_read_as_csv(tmp_path: Path):
+    # An export of one column ("userPrincipalName", then one UPN a line) has no delimiter to detect:
+    # its heading was read as a target and refused ('userPrincipalName' is neither ... ).
+    one = tmp_path / "breakglass.csv"
+    one.write_text(f"userPrincipalName\nbreakglass1@{DOMAIN}\n# second account\nbreakglass2@{DOMAIN}\n")
+    assert _read(one) == [
+        Target(f"breakglass1@{DOMAIN}", "upn", f"{one}:2"),
+        Target(f"breakglass2@{DOMAIN}", "upn", f"{one}:4"),
+    ]
+    ids = tmp_path / "ids.csv"
+    ids.write_text(f"Object Id\n{'1' * 8}-1111-1111-1111-{'1' * 12}\n")
+    assert [t.kind for t in _read(ids) if isinstance(t, Target)] == ["id"]
+    mail = tmp_path / "mail-only.csv"
+    mail.write_text(f"mail\nalice@{DOMAIN}\n")
+    with pytest.raises(InputError, match="a mail address is not a"):
+        validate_files([TargetFile.open(str(mail))], [])
+    plain = tmp_path / "plain.txt"
+    plain.write_text(f"alice@{DOMAIN}\nuser@{DOMAIN}\n")  # no heading: one user a line, as before
+    assert [t.key for t in _read(plain) if isinstance(t, Target)] == [f"alice@{DOMAIN}", f"user@{DOMAIN}"]
+
+
 def test_a_file_whose_only_user_column_is_mail_is_refused_saying_mail_is_not_a_upn(tmp_path: Path):
     mail = tmp_path / "mail.csv"
     mail.write_text(f"displayName,mail\nAlice,alice@{DOMAIN}\n")
