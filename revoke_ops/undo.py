@@ -42,6 +42,7 @@ UNDETECTABLE = (
 OK = frozenset({Step.ENABLED, Step.NOT_DISABLED_NOW})
 #: failed disables whose PATCH may still have happened (no answer read)
 UNANSWERED = frozenset({"UnreadableResponse", "Retries"})
+SHOWN = 20  # accounts named in the confirmation
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class UndoPlan:
     no_longer_disabled: int
     #: accounts the run disabled whose state before it is unknown: left disabled, listed
     before_unknown: int = 0
+    #: the accounts to re-enable (UPN, else id), so the operator sees who, not only how many
+    accounts: tuple[str, ...] = ()
 
     def question(self) -> str:
         unknown = (
@@ -62,9 +65,13 @@ class UndoPlan:
             if self.before_unknown
             else ""
         )
+        shown = ", ".join(self.accounts[:SHOWN])
+        more = f" and {len(self.accounts) - SHOWN} more" if len(self.accounts) > SHOWN else ""
+        who = f": {shown}{more}" if shown else ""
         return (
-            f"Re-enable {self.to_enable} account(s) the contain run {self.journal} disabled in tenant {self.tenant_id} "
-            f"({self.no_longer_disabled} already enabled again are left alone{unknown})? Note: {UNDETECTABLE}. [y/N] "
+            f"Re-enable {self.to_enable} account(s) the contain run {self.journal} disabled in tenant {self.tenant_id}"
+            f"{who} ({self.no_longer_disabled} already enabled again are left alone{unknown})? Note: {UNDETECTABLE}. "
+            "[y/N] "
         )
 
 
@@ -136,7 +143,8 @@ async def undo_contain(
         states = await _states(session, [r["id"] for r in records])
         to_enable = [r for r in records if states.get(r["id"]) is False]
         again = sum(1 for r in records if states.get(r["id"]))
-        plan = UndoPlan(identity.tenant_id, journal, len(to_enable), again, len(unknown))
+        names = tuple(str(r.get("upn") or r["id"]) for r in to_enable)
+        plan = UndoPlan(identity.tenant_id, journal, len(to_enable), again, len(unknown), names)
         if confirm is not None and to_enable and not confirm(plan):
             raise InputError("stopped at the confirmation: nothing was changed")
         path = undo_journal or _undo_journal_path(journal)
