@@ -69,6 +69,8 @@ class Plan:
     operator_id: str | None = None
     done: frozenset[int] = frozenset()  # key hashes already settled by an earlier run (resume)
     activity: ActivityOrder | None = None  # None: listing order
+    #: why activity ordering stopped mid-run (the rest went in listing order), for the journal and report
+    ordering_stopped: str | None = None
 
 
 def _local_targets(plan: Plan) -> Iterator[Target]:
@@ -353,7 +355,7 @@ async def _by_activity(plan: Plan, order: ActivityOrder, session: GraphSession, 
     except ActivityUnavailableError as err:
         if days is not None:
             raise InputError(stopped_skipping(err.reason)) from err
-        log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)
+        _ordering_stopped(plan, err.reason)
         async for item in _listed(plan, session, url, None):
             yield item
 
@@ -379,4 +381,11 @@ async def _windows_first(
     except ActivityUnavailableError as err:
         if order.skip_inactive_days is not None:
             raise InputError(stopped_skipping(err.reason)) from err
-        log.warning("activity ordering stopped: %s; the remaining users follow in listing order", err.reason)
+        _ordering_stopped(plan, err.reason)
+
+
+def _ordering_stopped(plan: Plan, reason: str) -> None:
+    plan.ordering_stopped = (
+        f"activity ordering stopped mid-run: {reason}; the remaining users followed in listing order"
+    )
+    log.warning("%s", plan.ordering_stopped)

@@ -31,7 +31,7 @@ from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.engine import Engine, Item, Send, Settled, Summary
 from revoke_ops.errors import InputError, RevokeOpsError
 from revoke_ops.graph import GraphSession
-from revoke_ops.journal import Journal, JournalState, default_journal_path, read_journal
+from revoke_ops.journal import Journal, JournalState, default_journal_path, now_iso, read_journal
 from revoke_ops.outcomes import NOT_REVOKED
 from revoke_ops.request import RevokeRequest, check_sources, exclusion_values, input_digest, resumed_request
 from revoke_ops.resolve import Capabilities, Plan, Privileged, find_privileged, resolve_exclusions, stream
@@ -326,6 +326,10 @@ async def execute(
         summary = await engine.run(_tap(items, on_settled) if on_settled else items)
         if failed and summary.stopped is None:
             summary.stopped = failed[0]  # after the engine sent what it was handed
+        if prepared.plan.ordering_stopped and journal is not None:
+            journal.write(
+                {"type": "ordering", "at": now_iso(), "by": "listing", "reason": prepared.plan.ordering_stopped}
+            )
     except (KeyboardInterrupt, asyncio.CancelledError):
         stopped = "interrupted"
         raise
@@ -340,6 +344,8 @@ async def execute(
             journal.end(engine.summary.to_json(), completed=stopped is None, stopped_by=stopped)
             journal.close()
     warnings = list(prepared.confirmation.warnings)
+    if prepared.plan.ordering_stopped:
+        warnings.append(prepared.plan.ordering_stopped)
     command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
     incomplete = _stopped(summary, journal.path if journal else None, command) or _short_listing(
         prepared, summary, command

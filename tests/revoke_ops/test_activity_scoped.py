@@ -252,6 +252,12 @@ def test_a_filter_refused_mid_run_falls_back_and_loses_nobody(
     assert result.exit_code == 0
     stopped = [r.getMessage() for r in caplog.records if "activity ordering stopped" in r.getMessage()]
     assert len(stopped) == 1 and "Graph refused the sign-in activity filter" in stopped[0]
+    # the journal's header says what was planned; a line says what changed, and so does the report
+    lines = journal_lines(tmp_path / "mid.jsonl")
+    assert lines[0]["ordering"]["by"] == "activity"
+    changed = [line for line in lines if line.get("type") == "ordering"]
+    assert len(changed) == 1 and changed[0]["by"] == "listing" and "refused" in changed[0]["reason"], changed
+    assert any("activity ordering stopped mid-run" in w for w in result.warnings), result.warnings
     revoked = ops.revoked_ids(before)
     assert sorted(revoked) == sorted(u.id for u in internal_members(sandbox)), "everyone, once"
 
