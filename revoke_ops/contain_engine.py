@@ -1,0 +1,388 @@
+"""The contain engine: per batch of users, read each account's state, disable, then revoke.
+
+What :func:`revoke_ops.contain.contain` runs (see its module for the protocol and its rules): the
+steps a user's account can end in, the PATCH of ``accountEnabled`` in ``$batch`` (body and
+Content-Type, retried like any write), and :class:`ContainEngine` — the revocation engine with a
+disable phase before each revocation batch, and in a dry run the predicted steps. Undo reuses
+:func:`patch_accounts` and the steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from revoke_ops.directory import Exclusions
+from revoke_ops.engine import Engine, Send
+from revoke_ops.errors import AuthError, TransientAuthError, TransportError, UnreadableResponseError
+from revoke_ops.graph import BatchItem, GraphSession, user_path
+from revoke_ops.journal import now_iso
+from revoke_ops.pacer import Pacer
+
+__all__ = [
+    "CHOSEN",
+    "CONTAINED",
+    "FORBIDDEN_REASON",
+    "LAST_ADMIN_REASON",
+    "ON_PREMISES_REASON",
+    "ContainEngine",
+    "ContainSummary",
+    "Step",
+    "StepRecord",
+    "TwoWritePacer",
+    "patch_accounts",
+]
+
+log = logging.getLogger(__name__)
+
+ON_PREMISES_MARK = "on-premises mastered"  # in Graph's 400 for users synchronised from AD
+
+# The action first: the text report cuts reasons to fit its table.
+FORBIDDEN_REASON = (
+    "disable it in the Entra admin center: Graph refuses to change accountEnabled of a user holding an admin "
+    "role with this permission: it needs an admin role held by the app (app-only) or Directory.AccessAsUser.All "
+    "and a sufficiently privileged signed-in operator (delegated). Sessions were still revoked"
+)
+LAST_ADMIN_REASON = (
+    "the last enabled Global Administrator is never disabled (the tenant would have no administrator left); "
+    "sessions were still revoked"
+)
+ON_PREMISES_REASON = (
+    "disable the account in on-premises AD and let it sync: it is synchronised from AD, so Entra refuses cloud "
+    "changes to it (and a sync would revert them). Sessions were still revoked"
+)
+
+
+def _would(reason: str) -> str:
+    """A step's reason as a dry run predicts it (nothing was sent)."""
+    return reason.replace(
+        "Sessions were still revoked", "Graph would refuse it; sessions would still be revoked"
+    ).replace("sessions were still revoked", "sessions would still be revoked")
+
+
+class Step(StrEnum):
+    """What happened to one user's account (the disable step); ``revoked`` etc. stay the revoke outcome."""
+
+    DISABLED = "disabled"
+    ALREADY_DISABLED = "already_disabled"
+    FORBIDDEN = "forbidden"
+    ON_PREMISES = "on_premises_synced"
+    NOT_FOUND = "not_found"
+    LAST_GLOBAL_ADMIN = "last_global_admin"
+    OPERATOR = "operator_not_disabled"
+    EXCLUDED = "excluded"
+    FAILED = "failed"
+    ENABLED = "enabled"  # undo
+    NOT_DISABLED_NOW = "no_longer_disabled"  # undo: someone enabled it since; left alone
+    BEFORE_UNKNOWN = "before_unknown"  # undo: disabled by the run, its state before it unread; left disabled
+
+
+#: Steps after which the account cannot sign in (the user counts as contained when also revoked).
+CONTAINED = frozenset({Step.DISABLED, Step.ALREADY_DISABLED})
+#: Steps that are a deliberate choice, not a failure (exit 0 when nothing else failed).
+CHOSEN = frozenset({Step.OPERATOR, Step.EXCLUDED})
+
+
+@dataclass
+class StepRecord:
+    ref: str
+    step: Step
+    code: str | None = None
+    status: int | None = None
+    reason: str | None = None
+    request_id: str | None = None
+    client_request_id: str | None = None
+    sent_at: str | None = None
+
+
+@dataclass
+class ContainSummary:
+    steps: Counter[str] = field(default_factory=Counter)
+    not_contained: list[dict[str, Any]] = field(default_factory=list)  # at most 1,000 kept for display
+
+    def to_json(self) -> dict[str, Any]:
+        return {"steps": dict(self.steps)}
+
+
+async def patch_accounts(
+    session: GraphSession,
+    pacer: Pacer,
+    refs: list[str],
+    enabled: bool,
+    *,
+    max_attempts: int,
+    on_attempt: Callable[[list[str], str], None] | None = None,
+) -> dict[str, StepRecord]:
+    """PATCH ``accountEnabled`` of up to 20 users in one ``$batch`` (items retried on 429/5xx).
+
+    Every item carries its body and ``Content-Type`` (Graph refuses write items without). Writes
+    come from ``pacer``. Returns each ref's step.
+    """
+    done: dict[str, StepRecord] = {}
+    pending = list(refs)
+    attempt = 0
+    while pending:
+        attempt += 1
+        await pacer.acquire(len(pending))
+        crid = str(uuid.uuid4())
+        sent_at = now_iso()
+        if on_attempt is not None:
+            on_attempt(pending, crid)
+        items = [
+            BatchItem(str(n + 1), "PATCH", user_path(ref), {"accountEnabled": enabled}) for n, ref in enumerate(pending)
+        ]
+        retry: list[str] = []
+        pause = 0.0
+        try:
+            response = await session.batch(items, client_request_id=crid)
+        except (TransientAuthError, TransportError) as err:
+            retry, pause = list(pending), 2.0**attempt
+            reason = str(err)
+        except AuthError as err:
+            for ref in pending:
+                done[ref] = StepRecord(ref, Step.FAILED, "NoToken", None, str(err), None, crid, sent_at)
+            return done
+        except UnreadableResponseError as err:
+            for ref in pending:
+                why = f"{err}; the change may have happened: check the account"
+                done[ref] = StepRecord(ref, Step.FAILED, "UnreadableResponse", None, why, None, crid, sent_at)
+            return done
+        else:
+            raw = response.body.get("responses") if isinstance(response.body, dict) else None
+            if response.status != 200 or not isinstance(raw, list):
+                retry, pause = list(pending), response.retry_after() or 2.0**attempt
+                reason = f"HTTP {response.status} for the whole $batch"
+            else:
+                by_id = {str(a.get("id")): a for a in raw if isinstance(a, dict)}
+                for n, ref in enumerate(pending):
+                    answer = by_id.get(str(n + 1)) or {}
+                    status = int(answer.get("status") or 0)
+                    raw_body = answer.get("body")
+                    body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
+                    raw_error = body.get("error")
+                    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
+                    code, message = error.get("code"), str(error.get("message") or "")
+                    headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
+                    rid = headers.get("request-id")
+                    if status in (200, 204):
+                        step = Step.DISABLED if not enabled else Step.ENABLED
+                        done[ref] = StepRecord(ref, step, None, status, None, rid, crid, sent_at)
+                    elif status == 429 or status >= 500 or status == 0:
+                        retry.append(ref)
+                        after = headers.get("retry-after")
+                        pause = max(pause, float(after) if after and after.isdigit() else 2.0**attempt)
+                        reason = f"HTTP {status} {code or ''}".strip()
+                    elif status == 403:
+                        done[ref] = StepRecord(ref, Step.FORBIDDEN, code, status, FORBIDDEN_REASON, rid, crid, sent_at)
+                    elif status == 400 and ON_PREMISES_MARK in message.lower():
+                        done[ref] = StepRecord(
+                            ref, Step.ON_PREMISES, code, status, ON_PREMISES_REASON, rid, crid, sent_at
+                        )
+                    elif status == 404:
+                        done[ref] = StepRecord(ref, Step.NOT_FOUND, code, status, message, rid, crid, sent_at)
+                    else:
+                        done[ref] = StepRecord(ref, Step.FAILED, code, status, message, rid, crid, sent_at)
+        if retry and attempt >= max_attempts:
+            for ref in retry:
+                done[ref] = StepRecord(
+                    ref, Step.FAILED, "Retries", None, f"still failing: {reason}", None, crid, sent_at
+                )
+            return done
+        if retry:
+            pacer.pause(min(pause, 60.0))
+        pending = retry
+    return done
+
+
+class ContainEngine(Engine):
+    """The revocation engine with a disable phase before each revocation batch."""
+
+    def __init__(
+        self,
+        *args: Any,
+        exclusions: Exclusions,
+        operator_id: str | None,
+        global_admins: set[str] | None,
+        disabled_earlier: frozenset[str] = frozenset(),
+        may_disable_admins: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        #: whether Graph lets this token disable admin-role holders (a dry run's prediction)
+        self.may_disable_admins = may_disable_admins
+        #: a resume: accounts the interrupted part disabled (or sent a disable for) while they were enabled
+        self.disabled_earlier = disabled_earlier
+        self.exclusions = exclusions
+        self.operator_id = operator_id
+        #: enabled Global Administrators (ids), None when they could not be read
+        self.global_admins = global_admins
+        self.contain = ContainSummary()
+        self._was_admin: set[str] = set()  # Global Administrators counted as disabled in this run
+
+    async def _send(self, batch: list[Send]) -> None:
+        if self.options.dry_run:
+            await self._predict(batch)
+        elif not self.summary.stopped:
+            await self._disable(batch)
+        await super()._send(batch)
+
+    def _chosen(self, batch: list[Send], steps: dict[str, StepRecord]) -> list[Send]:
+        """The users this run may disable; the others (exclusions, the operator) get their step in ``steps``."""
+        candidates: list[Send] = []
+        for item in batch:
+            if self.exclusions.excludes(item.id, item.upn):
+                steps[item.ref] = StepRecord(item.ref, Step.EXCLUDED, reason="break-glass exclusion: never disabled")
+            elif item.last or (item.id is not None and item.id == self.operator_id):
+                why = "the signed-in operator is never disabled (their sessions are revoked last)"
+                steps[item.ref] = StepRecord(item.ref, Step.OPERATOR, reason=why)
+            else:
+                candidates.append(item)
+        return candidates
+
+    async def _predict(self, batch: list[Send]) -> None:
+        """A dry run: each user's step as far as it can be known without writing — already disabled,
+        synchronised from AD, an admin this token cannot disable, the last Global Administrator."""
+        steps: dict[str, StepRecord] = {}
+        candidates = self._chosen(batch, steps)
+        accounts = await self._read_accounts(candidates)
+        for item in candidates:
+            enabled, synced = accounts.get(item.ref, (None, None))
+            if enabled is False:
+                steps[item.ref] = StepRecord(item.ref, Step.ALREADY_DISABLED, reason="accountEnabled is already false")
+            elif synced:
+                steps[item.ref] = StepRecord(item.ref, Step.ON_PREMISES, reason=_would(ON_PREMISES_REASON))
+            elif item.privileged and not self.may_disable_admins:
+                steps[item.ref] = StepRecord(item.ref, Step.FORBIDDEN, reason=_would(FORBIDDEN_REASON))
+            elif self._last_global_admin(item):
+                steps[item.ref] = StepRecord(item.ref, Step.LAST_GLOBAL_ADMIN, reason=_would(LAST_ADMIN_REASON))
+            else:
+                unread = " (its state could not be read)" if enabled is None else ""
+                steps[item.ref] = StepRecord(item.ref, Step.DISABLED, reason=f"would be disabled{unread}")
+        for item in batch:
+            self._step(item, steps[item.ref], accounts.get(item.ref, (None, None))[0])
+
+    async def _disable(self, batch: list[Send]) -> None:
+        assert self.session is not None
+        steps: dict[str, StepRecord] = {}
+        candidates = self._chosen(batch, steps)
+        before = await self._read_states(candidates)
+        to_send: list[Send] = []
+        for item in candidates:
+            state = before.get(item.ref)
+            if state is False and item.ref in self.disabled_earlier:
+                why = "disabled by the interrupted part of this run"
+                steps[item.ref] = StepRecord(item.ref, Step.DISABLED, reason=why)
+                before[item.ref] = True
+            elif state is False:
+                steps[item.ref] = StepRecord(item.ref, Step.ALREADY_DISABLED, reason="accountEnabled was already false")
+            elif self._last_global_admin(item):
+                steps[item.ref] = StepRecord(item.ref, Step.LAST_GLOBAL_ADMIN, reason=LAST_ADMIN_REASON)
+            else:
+                to_send.append(item)
+        if to_send:
+
+            def attempt(refs: list[str], crid: str) -> None:
+                # The before-states go in with the attempt, durable before the PATCH: killed before its
+                # answer is journaled, the run has still recorded what `--undo` needs.
+                if self.journal is not None:
+                    self.journal.write(
+                        {
+                            "type": "disable-attempt",
+                            "at": now_iso(),
+                            "users": refs,
+                            "before": {ref: before.get(ref) for ref in refs},
+                            "clientRequestId": crid,
+                        }
+                    )
+                    self.journal.sync()
+
+            self.summary.requests += 1
+            sent = await patch_accounts(
+                self.session,
+                self.pacer,
+                [i.ref for i in to_send],
+                False,
+                max_attempts=self.options.max_attempts,
+                on_attempt=attempt,
+            )
+            steps.update(sent)
+            for item in to_send:
+                failed = sent[item.ref].step is not Step.DISABLED
+                if failed and self.global_admins is not None and item.id in self._was_admin:
+                    self.global_admins.add(str(item.id))  # not disabled after all: still an enabled admin
+        for item in batch:
+            self._step(item, steps[item.ref], before.get(item.ref))
+        if self.journal is not None:
+            self.journal.sync()
+
+    def _last_global_admin(self, item: Send) -> bool:
+        admins = self.global_admins
+        if admins is None or item.id is None or item.id not in admins:
+            return False
+        if len(admins) <= 1:
+            return True
+        admins.discard(item.id)  # counted as disabled from now on (put back if the disable fails)
+        self._was_admin.add(item.id)
+        return False
+
+    async def _read_states(self, items: list[Send]) -> dict[str, bool | None]:
+        """Each account's accountEnabled before the change (None: could not be read)."""
+        return {ref: enabled for ref, (enabled, _synced) in (await self._read_accounts(items)).items()}
+
+    async def _read_accounts(self, items: list[Send]) -> dict[str, tuple[bool | None, bool | None]]:
+        """Each account's accountEnabled and onPremisesSyncEnabled (None: could not be read)."""
+        if not items:
+            return {}
+        assert self.session is not None
+        reads = [
+            BatchItem(str(n + 1), "GET", f"{user_path(i.ref)}?$select=id,accountEnabled,onPremisesSyncEnabled")
+            for n, i in enumerate(items)
+        ]
+        try:
+            answers = await self.session.batch_read(reads)
+        except (AuthError, TransportError, UnreadableResponseError) as err:
+            log.warning("reading the accounts' state failed (%s): their before-state is recorded as unknown", err)
+            return {}
+        states: dict[str, tuple[bool | None, bool | None]] = {}
+        for read, item in zip(reads, items, strict=True):
+            answer = answers.get(read.id) or {}
+            body = answer.get("body")
+            fields = body if answer.get("status") == 200 and isinstance(body, dict) else {}
+            enabled, synced = fields.get("accountEnabled"), fields.get("onPremisesSyncEnabled")
+            states[item.ref] = (
+                enabled if isinstance(enabled, bool) else None,
+                synced if isinstance(synced, bool) else None,
+            )
+        return states
+
+    def _step(self, item: Send, record: StepRecord, before: bool | None) -> None:
+        self.contain.steps[str(record.step)] += 1
+        row = {
+            "id": item.id,
+            "upn": item.upn,
+            "target": item.target,
+            "step": str(record.step),
+            "before": before,
+            "code": record.code,
+            "status": record.status,
+            "reason": record.reason,
+            "requestId": record.request_id,
+            "clientRequestId": record.client_request_id,
+            "sentAt": record.sent_at,
+        }
+        if record.step not in CONTAINED | CHOSEN and len(self.contain.not_contained) < 1000:
+            self.contain.not_contained.append({k: v for k, v in row.items() if v is not None})
+        if self.journal is not None:
+            self.journal.write({"type": "disable", "at": now_iso(), **{k: v for k, v in row.items() if v is not None}})
+
+
+class TwoWritePacer(Pacer):
+    """The ETA of a contain run: every user takes two writes (disable, revoke)."""
+
+    def eta(self, remaining: int) -> float:
+        return super().eta(remaining * 2)
