@@ -32,6 +32,7 @@ from revoke_ops.activity import (
     format_time,
     ordered_users,
     refused_filter,
+    skip_window_days,
     unavailable_reason,
 )
 from revoke_ops.directory import READ_ROLES, USER_TYPE
@@ -125,8 +126,7 @@ async def _window_cost(
 
 def _scoped_reason(request: RevokeRequest, targets: int, cost: ReadCost) -> str | None:
     """Why a group or file run of ``targets`` users keeps listing order; None if ordering pays off."""
-    budget = request.engine
-    revoking = max(0.0, targets - budget.write_burst) / budget.write_rate if budget.write_rate > 0 else 0.0
+    revoking = request.engine.seconds_for(targets)
     if cost.seconds <= READ_SHARE * revoking:
         return None
     what = "the group's" if request.group else "the"
@@ -188,7 +188,7 @@ async def activity_order(
             )
         elif scoped:
             per_minute = request.activity_reads_per_minute
-            days = ActivityOrder(now, skip_inactive_days=request.skip_inactive_days).scoped_days
+            days = WINDOW_DAYS if request.skip_inactive_days is None else skip_window_days(request.skip_inactive_days)
             cost, spent = await _window_cost(session, now, per_minute, days)
             used += spent
             if skipping:

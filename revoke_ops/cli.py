@@ -33,7 +33,7 @@ from revoke_ops.errors import InputError, RevokeOpsError, exit_code_for
 from revoke_ops.hardening import harden_process
 from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
-from revoke_ops.output import Progress, Writer, table, writer
+from revoke_ops.output import Progress, Writer, writer
 from revoke_ops.redact import RedactingFilter, redact
 
 __all__ = ["ExitCode", "main"]
@@ -219,7 +219,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
         from revoke_ops.contain_cli import json_fields, text_report
 
         assert isinstance(result, ContainResult)
-        contained = (text_report(result, table), json_fields(result))
+        contained = (text_report(result), json_fields(result))
     out.revoke_result(
         dry_run=args.dry_run,
         summary=summary,

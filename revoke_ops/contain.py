@@ -108,8 +108,7 @@ class ContainResult(RunResult):
 
     @property
     def exit_code(self) -> int:
-        failed = sum(v for k, v in self.contain.steps.items() if Step(k) not in CONTAINED | CHOSEN)
-        return 1 if failed else super().exit_code
+        return 1 if self.contain.not_blocked else super().exit_code
 
 
 async def _enabled_global_admins(session: GraphSession, caps: Capabilities) -> set[str] | None:
@@ -252,10 +251,7 @@ async def contain(
                 "Global Administrator is disabled"
             )
         conf = prepared.confirmation
-        eta = None
-        if conf.targets is not None:
-            budget = prepared.request.engine
-            eta = max(0.0, 2 * conf.targets - budget.write_burst) / budget.write_rate
+        eta = None if conf.targets is None else prepared.request.engine.seconds_for(2 * conf.targets)
         fields = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
         prepared.confirmation = ContainConfirmation(**{**fields, "eta_seconds": eta, "warnings": tuple(warnings)})
 

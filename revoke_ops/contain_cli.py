@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from revoke_ops.contain import CHOSEN, CONTAINED, ContainResult, Step
+from revoke_ops.contain import ContainResult
 from revoke_ops.credentials import Identity
 from revoke_ops.engine import EngineOptions
 from revoke_ops.errors import InputError
@@ -17,14 +17,13 @@ from revoke_ops.undo import UNDETECTABLE, UndoPlan, undo_contain
 __all__ = ["json_fields", "text_report", "undo_command"]
 
 log = logging.getLogger(__name__)
-Table = Callable[[list[list[str]], list[str]], str]
 
 
 def json_fields(result: ContainResult) -> dict[str, Any]:
     return {"contain": result.contain.to_json(), "notContained": result.contain.not_contained}
 
 
-def text_report(result: ContainResult, table: Table = table) -> str:
+def text_report(result: ContainResult) -> str:
     parts = []
     rows = [
         [r["step"], r.get("id") or "", r.get("upn") or r.get("target") or "", (r.get("reason") or "")[:90]]
@@ -35,7 +34,7 @@ def text_report(result: ContainResult, table: Table = table) -> str:
     steps = [[k, str(v)] for k, v in sorted(result.contain.steps.items())]
     if steps:
         parts.append(table(steps, ["SIGN-IN", "USERS"]))
-    bad = sum(v for k, v in result.contain.steps.items() if Step(k) not in CONTAINED | CHOSEN)
+    bad = result.contain.not_blocked
     if bad:
         parts.append(
             f"{bad} user(s) were revoked but NOT blocked from signing in: they can sign in again with their "

@@ -108,6 +108,11 @@ class ContainSummary:
     def to_json(self) -> dict[str, Any]:
         return {"steps": dict(self.steps)}
 
+    @property
+    def not_blocked(self) -> int:
+        """Users revoked but not blocked from signing in (not a deliberate choice)."""
+        return sum(v for k, v in self.steps.items() if Step(k) not in CONTAINED | CHOSEN)
+
 
 async def patch_accounts(
     session: GraphSession,

@@ -18,7 +18,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -287,8 +287,3 @@ class Progress:
     def close(self) -> None:
         if self.bar:
             self.err.write("\n")
-
-
-def rows_of(items: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Not-revoked rows as plain JSON values (outcomes may be enums)."""
-    return [{k: (str(v) if k == "outcome" else v) for k, v in r.items()} for r in items]

@@ -105,6 +105,10 @@ class EngineOptions:
         check("backoff_max", positive("backoff_max"), "seconds above 0")
         check("max_retry_wait", positive("max_retry_wait"), "seconds above 0")
 
+    def seconds_for(self, writes: float) -> float:
+        """How long ``writes`` take at the write budget: the burst at once, then the rate."""
+        return max(0.0, writes - self.write_burst) / self.write_rate
+
     def policy(self) -> RetryPolicy:
         """The engine's write policy."""
         return RetryPolicy(

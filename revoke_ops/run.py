@@ -231,8 +231,7 @@ async def prepare(
         if activity.reading:  # a group or file run: what it reads first; the count is unknown until then
             warnings.append(activity.reading)
         estimate = await skip_estimate(session, activity, targets) if request.all_users else None
-    budget = request.engine
-    eta = None if targets is None else max(0.0, targets - budget.write_burst) / budget.write_rate
+    eta = None if targets is None else request.engine.seconds_for(targets)
     plan = Plan(
         files=files,
         users=request.users,

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from revoke_ops.contain_engine import CONTAINED
 from revoke_ops.credentials import Identity, token_claims
 from revoke_ops.errors import InputError
 from revoke_ops.facts import parse_rfc3339
@@ -142,7 +143,7 @@ async def verify(identity: Identity, journal: Path, skew: timedelta = DEFAULT_SK
         )
     result.incomplete = state.completed is not True
     result.contain = (state.header.get("spec") or {}).get("command") == "contain"
-    disabled = {i for i, r in state.disables.items() if r.get("step") in ("disabled", "already_disabled")}
+    disabled = {i for i, r in state.disables.items() if r.get("step") in CONTAINED}
     fields = "id,signInSessionsValidFromDateTime" + (",accountEnabled" if result.contain else "")
     result.never_attempted = _never_attempted(state)
     todo = []

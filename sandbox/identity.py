@@ -25,14 +25,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sandbox.catalog import GRAPH_APP_ID
 from sandbox.delegated import DelegatedFlows
 from sandbox.federation import Federation, FederationError, verify_federated_assertion
-from sandbox.oauth import TOKEN_LIFETIME, TokenError, b64url
+from sandbox.oauth import KEYVAULT_RESOURCE, TOKEN_LIFETIME, TokenError, b64url
 from sandbox.tenant import Application, Tenant
 from sandbox.throttle import Clock
 
 __all__ = ["KEYVAULT_RESOURCE", "IdentityPlatform", "IdentitySettings", "TokenError", "b64url"]
 
 #: Azure Key Vault's resource: tokens for it are what the loopback vault (sandbox.keyvault) accepts.
-KEYVAULT_RESOURCE = "https://vault.azure.net"
 ASSERTION_LEEWAY = 300  # seconds of clock skew Entra tolerates on client assertions
 OIDC_SCOPES = {"openid", "profile", "offline_access", "email"}
 

@@ -42,14 +42,10 @@ from cryptography.x509.oid import NameOID
 
 from sandbox import control
 from sandbox.certs import write_new
+from sandbox.oauth import KEYVAULT_RESOURCE, b64url
 
-KEYVAULT_RESOURCE = "https://vault.azure.net"
 #: api-version values Key Vault serves: 7.x and the dated versions (the SDKs' defaults since 2025).
 API_VERSION = re.compile(r"^(7\.[0-6]|20\d\d-\d\d-\d\d)(-preview(\.\d+)?)?$")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def _unb64url(text: str) -> bytes:
@@ -72,7 +68,7 @@ class VaultCertificate:
             "id": f"{base}/certificates/{self.name}/{self.version}",
             "kid": f"{base}/keys/{self.name}/{self.version}",
             "sid": f"{base}/secrets/{self.name}/{self.version}",
-            "x5t": _b64url(self.cert.fingerprint(hashes.SHA1())),  # noqa: S303  # Key Vault's x5t is SHA-1
+            "x5t": b64url(self.cert.fingerprint(hashes.SHA1())),  # noqa: S303  # Key Vault's x5t is SHA-1
             "cer": base64.b64encode(der).decode(),
             "attributes": {
                 "enabled": True,
@@ -98,8 +94,8 @@ class VaultCertificate:
                 "kid": f"{base}/keys/{self.name}/{self.version}",
                 "kty": "RSA",
                 "key_ops": ["sign", "verify"],
-                "n": _b64url(n),
-                "e": _b64url(e),
+                "n": b64url(n),
+                "e": b64url(e),
             },
             "attributes": {"enabled": True, "exportable": False, "recoveryLevel": "Recoverable"},
             "managed": True,
@@ -224,7 +220,7 @@ class Vault:
             return self._error(400, "BadParameter", "Invalid algorithm or digest (PS256/RS256 over a SHA-256 digest).")
         signature = found.key.sign(digest, algorithm, utils.Prehashed(hashes.SHA256()))
         kid = f"{self.base}/keys/{found.name}/{found.version}"
-        return web.json_response({"kid": kid, "value": _b64url(signature)})
+        return web.json_response({"kid": kid, "value": b64url(signature)})
 
     async def get_secret(self, request: web.Request) -> web.Response:
         return self._error(

@@ -11,6 +11,10 @@ from typing import Any
 TOKEN_LIFETIME = 3600
 
 
+#: the resource (audience) of Key Vault tokens
+KEYVAULT_RESOURCE = "https://vault.azure.net"
+
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 

@@ -22,8 +22,6 @@ from sandbox.catalog import (
     GRAPH_APP_ID,
     GRAPH_SP_ID,
     PERMISSIONS,
-    ROLES_BY_NAME,
-    TIER_RANK,
 )
 
 DOMAIN = "contoso-sandbox.onmicrosoft.com"
@@ -68,17 +66,6 @@ class User:
             ),
             "lastNonInteractiveSignInRequestId": None,
         }
-
-    def tier(self) -> str:
-        tiers = {ROLES_BY_NAME[r].target_tier for r in self.roles}
-        return "privileged" if "privileged" in tiers else "limited" if tiers else "none"
-
-    def power(self) -> int:
-        return max((ROLES_BY_NAME[r].power for r in self.roles), default=0)
-
-    def may_revoke(self, target: User) -> bool:
-        """Whether this signed-in user's directory roles allow revoking ``target``'s sessions."""
-        return self.id == target.id or self.power() >= TIER_RANK[target.tier()]
 
     def to_graph(self, select: list[str] | None = None) -> dict[str, Any]:
         full: dict[str, Any] = {
