@@ -42,6 +42,7 @@ __all__ = [
     "last_activity",
     "ordered_users",
     "parse_time",
+    "probe_activity",
     "skip_window_days",
     "unavailable_reason",
     "window_of",
@@ -379,5 +380,16 @@ async def _kept(
 
 
 # -- deciding, before a run, whether it goes by activity ------------------------------------------
-#: What an activity probe reads: one user, with signInActivity (counts against Graph's 10 a minute).
-ACTIVITY_PROBE = "/users?$select=id,signInActivity&$top=1"
+async def probe_activity(session: GraphSession, now: datetime) -> str | None:
+    """Why sign-in activity cannot order a run, or None when it can. The probe reads what a window
+    reads (one user, filtered on signInActivity: one of Graph's 10 reads a minute), so a filter Graph
+    refuses is known before a run, not in its middle — and ``doctor`` says what a run would find."""
+    text = f"signInActivity/{PROPERTIES[0]} ge {format_time(now - timedelta(days=min(WINDOW_DAYS)))}"
+    probe = await session.read(f"/users?$filter={quote(text, safe='')}&$select=id,signInActivity&$top=1")
+    if probe.status == 200:
+        return None
+    if probe.status == 400:
+        return refused_filter(text, probe.error_code, probe.error_message)
+    return unavailable_reason(probe.status, probe.error_code, probe.error_message) or (
+        f"Graph answered {probe.status} {probe.error_code or ''} to a sign-in activity read"
+    )

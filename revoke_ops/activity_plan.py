@@ -31,9 +31,9 @@ from revoke_ops.activity import (
     activity_available,
     format_time,
     ordered_users,
+    probe_activity,
     refused_filter,
     skip_window_days,
-    unavailable_reason,
 )
 from revoke_ops.directory import READ_ROLES, USER_TYPE
 from revoke_ops.errors import InputError
@@ -175,18 +175,9 @@ async def activity_order(
     elif scoped and targets is None and not skipping:
         reason = "Graph did not count the group's users, so the cost of reading the activity windows cannot be weighed"
     else:
-        # The probe reads what a window reads (a filter on signInActivity), so a filter Graph refuses
-        # is known before the run, not in the middle of it.
-        text = f"signInActivity/{PROPERTIES[0]} ge {format_time(now - timedelta(days=min(WINDOW_DAYS)))}"
-        probe = await session.read(f"/users?$filter={quote(text, safe='')}&$select=id,signInActivity&$top=1")
+        reason = await probe_activity(session, now)
         used = 1
-        if probe.status == 400:
-            reason = refused_filter(text, probe.error_code, probe.error_message)
-        elif probe.status != 200:
-            reason = unavailable_reason(probe.status, probe.error_code, probe.error_message) or (
-                f"Graph answered {probe.status} {probe.error_code or ''} to a sign-in activity read"
-            )
-        elif scoped:
+        if reason is None and scoped:
             per_minute = request.activity_reads_per_minute
             days = WINDOW_DAYS if request.skip_inactive_days is None else skip_window_days(request.skip_inactive_days)
             cost, spent = await _window_cost(session, now, per_minute, days)

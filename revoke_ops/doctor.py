@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
 from azure.core.credentials import AccessToken
 
-from revoke_ops.activity import ACTIVITY_PROBE, activity_available, unavailable_reason
+from revoke_ops.activity import activity_available, probe_activity
 from revoke_ops.credentials import Identity, certificate_days_left, token_claims
 from revoke_ops.errors import EXIT_AUTH, AuthError, ServiceError, TransientAuthError
 from revoke_ops.graph import GraphSession, TransportError, UnreadableResponseError
@@ -211,14 +212,12 @@ async def _activity_check(session: GraphSession, caps: Capabilities, report: Doc
             "(read access to sign-in logs; add it to readPermissions) and Microsoft Entra ID P1/P2",
         )
         return
-    probe = await session.send("GET", ACTIVITY_PROBE)
-    if probe.status == 200:
+    why = await probe_activity(session, datetime.now(UTC).replace(microsecond=0))
+    if why is None:
         report.add(
             "activity", Status.OK, "sign-in activity readable: whole-tenant runs revoke recently active users first"
         )
         return
-    why = unavailable_reason(probe.status, probe.error_code, probe.error_message)
-    why = why or f"Graph answered {probe.status} {probe.error_code} to a sign-in activity read"
     report.add("activity", Status.WARN, f"whole-tenant runs go in listing order: {why}")
 
 

@@ -197,6 +197,14 @@ def test_doctor_reports_whether_activity_ordering_is_available(sandbox: Running,
     finally:
         sandbox.sandbox.tenant.premium = True
     assert unlicensed["activity"]["status"] == "warn" and "P1/P2" in unlicensed["activity"]["detail"]
+    # doctor probes what a run probes: a filter on signInActivity Graph refuses is a warning, not "ok"
+    sandbox.settings(activityRefusals=["filter"])
+    try:
+        refused = {c["name"]: c for c in json.loads(with_it.cli("doctor", "--output", "json").stdout)}
+    finally:
+        sandbox.settings(activityRefusals=[])
+    assert refused["activity"]["status"] == "warn", refused["activity"]
+    assert "refused the sign-in activity filter" in refused["activity"]["detail"]
     (tmp_path / "plain").mkdir()
     without = activity_ops(sandbox, tmp_path / "plain", "activity-doctor-plain", FULL)
     plain = {c["name"]: c for c in json.loads(without.cli("doctor", "--output", "json").stdout)}
