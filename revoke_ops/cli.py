@@ -1,7 +1,7 @@
 """The ``revoke-ops`` command: thin handlers over :mod:`revoke_ops.run`, verify and doctor.
 
-The module is ~430 lines, over the ~400 guide: main's mapping of exceptions, interrupts and signals to exit
-codes stays next to the handlers it wraps.
+Size (~430 lines): main's mapping of exceptions, interrupts and signals to exit codes stays next to
+the handlers it wraps.
 
 Results go to stdout through :mod:`revoke_ops.output` (``--output table|json|jsonl``); logs, progress
 and questions to stderr. Exit codes are :class:`ExitCode`, mapped from exceptions in one place
