@@ -5,6 +5,9 @@ steps a user's account can end in, the PATCH of ``accountEnabled`` in ``$batch``
 Content-Type, retried like any write), and :class:`ContainEngine` — the revocation engine with a
 disable phase before each revocation batch, and in a dry run the predicted steps. Undo reuses
 :func:`patch_accounts` and the steps.
+
+Size (~400 lines, at the guideline): split from contain.py once already; what is left is the
+engine's disable phase and the PATCH it shares with undo, which change together.
 """
 
 from __future__ import annotations
