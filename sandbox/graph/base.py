@@ -63,7 +63,8 @@ class Faults:
     error_5xx: float = 0.0  # 503 Service Unavailable, top-level and per batch item
     item_429: float = 0.0  # 429 for individual batch items, with Retry-After
     batch_429: float = 0.0  # 429 for a whole $batch request (nothing in it handled), with Retry-After
-    retry_after: int = 1  # the Retry-After of injected 429s and 503s
+    retry_after: int = 1  # the Retry-After of injected 429s
+    retry_after_5xx: int = 1  # the Retry-After of injected 503s
     reset: float = 0.0  # connection reset before answering (HTTP level)
     stall: float = 0.0  # answer only after stall_seconds (HTTP level)
     stall_seconds: float = 0.0  # modelled

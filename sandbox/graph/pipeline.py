@@ -117,7 +117,7 @@ class Graph:
                 503,
                 "serviceNotAvailable",
                 "The service is temporarily unavailable. Please retry.",
-                {"Retry-After": str(self.faults.retry_after)},
+                {"Retry-After": str(self.faults.retry_after_5xx)},
             )
         if request.in_batch and self._aimed(request, self.faults.item_429):
             raise self._injected_429("Too many requests (injected).")

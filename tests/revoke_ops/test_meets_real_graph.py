@@ -20,7 +20,7 @@ from tests.revoke_ops.conftest import DOMAIN, Ops, write_bundle
 from tests.revoke_ops.test_engine import internal
 from tests.revoke_ops.test_privileged_first import incident_group
 
-NO_FAULTS = {"error_5xx": 0.0, "item_429": 0.0, "only": "", "limit": 0, "retry_after": 1}
+NO_FAULTS = {"error_5xx": 0.0, "item_429": 0.0, "only": "", "limit": 0, "retry_after": 1, "retry_after_5xx": 1}
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ def test_a_5xx_items_retry_after_is_waited_before_it_is_sent_again(ops: Ops, fau
     users = internal(ops, 150, 3)
     journal = tmp_path / "j.jsonl"
     before = len(ops.run.revocations())
-    faults(error_5xx=1.0, only="revokeSignInSessions", limit=1, retry_after=3)
+    faults(error_5xx=1.0, only="revokeSignInSessions", limit=1, retry_after_5xx=3)
     result = ops.cli("revoke", *(a for u in users for a in ("--user", u.id)), "--yes", "--journal", str(journal))
     assert result.returncode == 0, result.stderr
     assert sorted(ops.revoked_ids(before)) == sorted(u.id for u in users)
@@ -90,7 +90,7 @@ def test_a_5xx_items_retry_after_is_waited_before_it_is_sent_again(ops: Ops, fau
 def test_a_5xx_items_retry_after_beyond_the_cap_is_capped_and_journaled(ops: Ops, faults: Any, tmp_path: Path):
     users = internal(ops, 160, 3)
     journal = tmp_path / "j.jsonl"
-    faults(error_5xx=1.0, only="revokeSignInSessions", limit=1, retry_after=3600)
+    faults(error_5xx=1.0, only="revokeSignInSessions", limit=1, retry_after_5xx=3600)
     args = ["revoke", *(a for u in users for a in ("--user", u.id)), "--yes", "-v", "--journal", str(journal)]
     result = ops.cli(*args, "--max-retry-wait", "0.5")
     assert result.returncode == 0, result.stderr

@@ -332,12 +332,12 @@ def test_injected_faults_can_be_aimed_at_one_path_a_number_of_times(sandbox: Run
         {"id": "2", "method": "POST", "url": f"/users/{users[1].id}/revokeSignInSessions", **WRITE_ITEM},
         {"id": "3", "method": "POST", "url": f"/users/{users[2].id}/revokeSignInSessions", **WRITE_ITEM},
     ]
-    sandbox.settings(faults={"error_5xx": 1.0, "only": "revokeSignInSessions", "limit": 1, "retry_after": 7})
+    sandbox.settings(faults={"error_5xx": 1.0, "only": "revokeSignInSessions", "limit": 1, "retry_after_5xx": 7})
     try:
         first = {r["id"]: r for r in batch(sandbox, full, items).json()["responses"]}
         second = {r["id"]: r for r in batch(sandbox, full, items).json()["responses"]}
     finally:
-        sandbox.settings(faults={"error_5xx": 0.0, "only": "", "limit": 0, "retry_after": 1})
+        sandbox.settings(faults={"error_5xx": 0.0, "only": "", "limit": 0, "retry_after_5xx": 1})
     assert first["1"]["status"] == 200, "another path: not aimed at"
     assert sorted(r["status"] for r in (first["2"], first["3"])) == [200, 503], "one injection only"
     failed = first["2"] if first["2"]["status"] == 503 else first["3"]
