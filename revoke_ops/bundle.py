@@ -27,6 +27,7 @@ __all__ = [
     "ALLOW_CUSTOM_CLOUD_ENV",
     "Bundle",
     "CertificateInfo",
+    "FederatedInfo",
     "custom_cloud_allowed",
     "load_bundle",
     "parse_bundle",
@@ -57,6 +58,16 @@ class CertificateInfo:
 
 
 @dataclass(frozen=True)
+class FederatedInfo:
+    """One federated credential of the application (public values: who may sign in as it)."""
+
+    name: str
+    issuer: str
+    subject: str
+    audience: str
+
+
+@dataclass(frozen=True)
 class Bundle:
     """The credentials one stack provisioned for one tenant."""
 
@@ -76,6 +87,8 @@ class Bundle:
     operators_group: str | None = None
     #: whether the bundle says (older programs did not export operatorsGroup)
     operators_group_known: bool = False
+    #: the app's federated credentials (empty in bundles from before them)
+    federated_credentials: tuple[FederatedInfo, ...] = ()
     certificate_pem: str | None = field(default=None, repr=False)
     private_key_pem: str | None = field(default=None, repr=False)
 
@@ -217,6 +230,10 @@ def parse_bundle(document: Any, source: str = "bundle", *, allow_custom_cloud: b
         certificates=certs,
         operators_group=(document.get("operatorsGroup") or "").lower() or None,
         operators_group_known="operatorsGroup" in document,
+        federated_credentials=tuple(
+            FederatedInfo(f["name"], f["issuer"], f["subject"], f["audience"])
+            for f in document.get("federatedCredentials", [])
+        ),
         certificate_pem=document.get("certificatePem"),
         private_key_pem=document.get("privateKeyPem"),
     )

@@ -5,6 +5,9 @@ steps a user's account can end in, the PATCH of ``accountEnabled`` in ``$batch``
 Content-Type, retried like any write), and :class:`ContainEngine` — the revocation engine with a
 disable phase before each revocation batch, and in a dry run the predicted steps. Undo reuses
 :func:`patch_accounts` and the steps.
+
+Size (~400 lines, at the guideline): split from contain.py once already; what is left is the
+engine's disable phase and the PATCH it shares with undo, which change together.
 """
 
 from __future__ import annotations
@@ -14,15 +17,19 @@ import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from revoke_ops.classify import Decision, classify_batch
 from revoke_ops.directory import Exclusions
 from revoke_ops.engine import Engine, Send
 from revoke_ops.errors import AuthError, TransientAuthError, TransportError, UnreadableResponseError
 from revoke_ops.graph import BatchItem, GraphSession, user_path
 from revoke_ops.journal import now_iso
+from revoke_ops.outcomes import Outcome
 from revoke_ops.pacer import Pacer
+from revoke_ops.retry import RetryPolicy
 
 __all__ = [
     "CHOSEN",
@@ -120,13 +127,16 @@ async def patch_accounts(
     refs: list[str],
     enabled: bool,
     *,
-    max_attempts: int,
+    policy: RetryPolicy,
     on_attempt: Callable[[list[str], str], None] | None = None,
 ) -> dict[str, StepRecord]:
     """PATCH ``accountEnabled`` of up to 20 users in one ``$batch`` (items retried on 429/5xx).
 
     Every item carries its body and ``Content-Type`` (Graph refuses write items without). Writes
-    come from ``pacer``. Returns each ref's step.
+    come from ``pacer``. Answers are read by :func:`revoke_ops.classify.classify_batch`, like the
+    revocation engine's; the waits come from ``policy`` (Retry-After in either form, capped at
+    ``--max-retry-wait``; backoff with jitter otherwise) as a shared pause of the pacer. The PATCH is
+    idempotent, so an answer that cannot be read is sent again. Returns each ref's step.
     """
     done: dict[str, StepRecord] = {}
     pending = list(refs)
@@ -142,12 +152,11 @@ async def patch_accounts(
             BatchItem(str(n + 1), "PATCH", user_path(ref), {"accountEnabled": enabled}) for n, ref in enumerate(pending)
         ]
         retry: list[str] = []
-        pause = 0.0
+        asked: float | None = None
         try:
             response = await session.batch(items, client_request_id=crid)
         except (TransientAuthError, TransportError) as err:
-            retry, pause = list(pending), 2.0**attempt
-            reason = str(err)
+            retry, reason = list(pending), str(err)
         except AuthError as err:
             for ref in pending:
                 done[ref] = StepRecord(ref, Step.FAILED, "NoToken", None, str(err), None, crid, sent_at)
@@ -158,50 +167,52 @@ async def patch_accounts(
                 done[ref] = StepRecord(ref, Step.FAILED, "UnreadableResponse", None, why, None, crid, sent_at)
             return done
         else:
-            raw = response.body.get("responses") if isinstance(response.body, dict) else None
-            if response.status != 200 or not isinstance(raw, list):
-                retry, pause = list(pending), response.retry_after() or 2.0**attempt
-                reason = f"HTTP {response.status} for the whole $batch"
-            else:
-                by_id = {str(a.get("id")): a for a in raw if isinstance(a, dict)}
-                for n, ref in enumerate(pending):
-                    answer = by_id.get(str(n + 1)) or {}
-                    status = int(answer.get("status") or 0)
-                    raw_body = answer.get("body")
-                    body: dict[str, Any] = raw_body if isinstance(raw_body, dict) else {}
-                    raw_error = body.get("error")
-                    error: dict[str, Any] = raw_error if isinstance(raw_error, dict) else {}
-                    code, message = error.get("code"), str(error.get("message") or "")
-                    headers = {str(k).lower(): str(v) for k, v in (answer.get("headers") or {}).items()}
-                    rid = headers.get("request-id")
-                    if status in (200, 204):
-                        step = Step.DISABLED if not enabled else Step.ENABLED
-                        done[ref] = StepRecord(ref, step, None, status, None, rid, crid, sent_at)
-                    elif status == 429 or status >= 500 or status == 0:
-                        retry.append(ref)
-                        after = headers.get("retry-after")
-                        pause = max(pause, float(after) if after and after.isdigit() else 2.0**attempt)
-                        reason = f"HTTP {status} {code or ''}".strip()
-                    elif status == 403:
-                        done[ref] = StepRecord(ref, Step.FORBIDDEN, code, status, FORBIDDEN_REASON, rid, crid, sent_at)
-                    elif status == 400 and ON_PREMISES_MARK in message.lower():
-                        done[ref] = StepRecord(
-                            ref, Step.ON_PREMISES, code, status, ON_PREMISES_REASON, rid, crid, sent_at
-                        )
-                    elif status == 404:
-                        done[ref] = StepRecord(ref, Step.NOT_FOUND, code, status, message, rid, crid, sent_at)
-                    else:
-                        done[ref] = StepRecord(ref, Step.FAILED, code, status, message, rid, crid, sent_at)
-        if retry and attempt >= max_attempts:
+            answer = {"status": response.status, "headers": response.headers, "body": response.body}
+            decisions = classify_batch(answer, len(pending), now=datetime.now(UTC))
+            reason = f"HTTP {response.status} for the whole $batch"
+            for ref, decision in zip(pending, decisions, strict=True):
+                if decision.retry is not None or decision.code in _SEND_AGAIN:
+                    retry.append(ref)
+                    if decision.retry_after is not None:
+                        asked = max(asked or 0.0, decision.retry_after)
+                    reason = f"HTTP {decision.status} {decision.code or ''}".strip()
+                else:
+                    done[ref] = _step_of(ref, decision, enabled, crid, sent_at)
+        if retry and policy.is_exhausted(attempt):
             for ref in retry:
                 done[ref] = StepRecord(
                     ref, Step.FAILED, "Retries", None, f"still failing: {reason}", None, crid, sent_at
                 )
             return done
         if retry:
-            pacer.pause(min(pause, 60.0))
+            wait = policy.wait(attempt, asked)
+            if wait.capped:
+                log.info(
+                    "accountEnabled: Graph asked to wait %.0f s; waiting %.0f s (--max-retry-wait)",
+                    wait.asked,
+                    wait.seconds,
+                )
+            pacer.pause(wait.seconds)
         pending = retry
     return done
+
+
+#: Codes :func:`classify_batch` settles as failed (a revocation may have happened) that a PATCH sends again.
+_SEND_AGAIN = frozenset({"UnreadableResponse", "MissingBatchItem"})
+
+
+def _step_of(ref: str, decision: Decision, enabled: bool, crid: str, sent_at: str) -> StepRecord:
+    """The account step a settled answer to ``PATCH accountEnabled`` means."""
+    status, rid = decision.status, decision.request_id
+    if decision.outcome is Outcome.REVOKED:  # 2xx: the change was made
+        return StepRecord(ref, Step.ENABLED if enabled else Step.DISABLED, None, status, None, rid, crid, sent_at)
+    if decision.outcome is Outcome.FORBIDDEN:
+        return StepRecord(ref, Step.FORBIDDEN, decision.code, status, FORBIDDEN_REASON, rid, crid, sent_at)
+    if decision.outcome is Outcome.NOT_FOUND:
+        return StepRecord(ref, Step.NOT_FOUND, decision.code, status, decision.reason or "", rid, crid, sent_at)
+    if status == 400 and ON_PREMISES_MARK in (decision.reason or "").lower():
+        return StepRecord(ref, Step.ON_PREMISES, decision.code, status, ON_PREMISES_REASON, rid, crid, sent_at)
+    return StepRecord(ref, Step.FAILED, decision.code, status, decision.reason or "", rid, crid, sent_at)
 
 
 class ContainEngine(Engine):
@@ -312,7 +323,7 @@ class ContainEngine(Engine):
                 self.pacer,
                 [i.ref for i in to_send],
                 False,
-                max_attempts=self.options.max_attempts,
+                policy=self.options.policy(),
                 on_attempt=attempt,
             )
             steps.update(sent)

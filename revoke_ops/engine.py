@@ -14,6 +14,10 @@ The session, journal, clock and random source are passed in, so tests drive the 
 - A token that cannot be had (identity platform outage) or a Graph 401 stops every sender: the
   engine pauses (a ``pause`` line in the journal), re-acquires the token, and resumes; when it
   keeps failing it stops sending and the run ends with its summary (``stopped``) for a resume.
+
+Size (~410 lines, at the ~400 guideline): one class whose sender, per-item retries and token pause
+share its state (pacer, in-flight batches, token lock); what is pure is already apart (classify,
+retry, pacer, records).
 """
 
 from __future__ import annotations

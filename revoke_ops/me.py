@@ -7,14 +7,19 @@ result (who, when, Graph's request id) is returned and printed so it can go in t
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from revoke_ops.credentials import Identity
-from revoke_ops.errors import AuthError, InputError
-from revoke_ops.graph import GraphSession
+from revoke_ops.errors import AuthError, InputError, ServiceError, TransportError, UnreadableResponseError
+from revoke_ops.facts import rfc3339
+from revoke_ops.graph import GraphResponse, GraphSession
+from revoke_ops.retry import READ, RetryPolicy
 
 __all__ = ["MeResult", "revoke_me"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,15 @@ class MeResult:
         }
 
 
-async def revoke_me(identity: Identity) -> MeResult:
+async def revoke_me(identity: Identity, *, policy: RetryPolicy = READ) -> MeResult:
     """Revoke the signed-in operator's sign-in sessions (one sign-in, then two Graph calls).
 
+    The revocation is idempotent, so a request that may not have arrived, a 429 or a 5xx is sent
+    again under ``policy`` (default: the quick READ policy, the operator is waiting at the prompt).
+
     :raises InputError: the identity is not a delegated sign-in.
-    :raises AuthError: no token, or Graph refused (its code kept).
+    :raises AuthError: no token, or Graph refused (4xx, its code kept): exit 3.
+    :raises ServiceError: Graph kept failing (429, 5xx, no answer) through every attempt: exit 4.
     :raises TransientAuthError: the identity platform failed for now.
     """
     if not identity.delegated:
@@ -51,15 +60,43 @@ async def revoke_me(identity: Identity) -> MeResult:
     async with GraphSession(identity) as session:
         me = await session.read("/me?$select=id,userPrincipalName")
         body = me.body if me.status == 200 and isinstance(me.body, dict) else {}
-        response = await session.send("POST", "/me/revokeSignInSessions")
+        response = await _revoke(session, policy)
     if not 200 <= response.status < 300:
-        raise AuthError(
-            f"Graph refused: {response.status} {response.error_code}: {response.error_message}", response.error_code
-        )
+        refused = f"{response.status} {response.error_code}: {response.error_message}"
+        if policy.is_retry(response.status):
+            raise ServiceError(
+                f"Microsoft Graph kept failing to revoke your sessions ({policy.total} attempts, last: {refused}); "
+                "they may not be revoked: run `revoke-ops me` again",
+                response.error_code,
+            )
+        raise AuthError(f"Graph refused: {refused}", response.error_code)
     return MeResult(
         user=body.get("userPrincipalName"),
         user_id=body.get("id"),
-        revoked_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        revoked_at=rfc3339(datetime.now(UTC)),
         request_id=response.request_id,
         client_request_id=response.client_request_id,
     )
+
+
+async def _revoke(session: GraphSession, policy: RetryPolicy) -> GraphResponse:
+    """POST /me/revokeSignInSessions, repeated under ``policy``; the last answer when it is not retried."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            response = await session.send("POST", "/me/revokeSignInSessions")
+        except (TransportError, UnreadableResponseError) as err:
+            if policy.is_exhausted(attempt):
+                raise ServiceError(
+                    f"revoking your sessions failed {attempt} times ({err}); they may not be revoked: "
+                    "run `revoke-ops me` again",
+                    type(err).__name__,
+                ) from err
+            wait = policy.wait(attempt)
+        else:
+            if not policy.is_retry(response.status) or policy.is_exhausted(attempt):
+                return response
+            wait = policy.wait(attempt, response.retry_after())
+        log.info("POST /me/revokeSignInSessions: attempt %d failed, retrying in %.1f s", attempt, wait.seconds)
+        await session.clock.sleep(wait.seconds)

@@ -9,7 +9,7 @@
 The pre-flight checks phase 2 calls (permission, target forms, counts, operator) are in
 :mod:`revoke_ops.preflight`.
 
-Size (~480 lines, over the ~400 guideline): the phases with the data passed between them (``Prepared``,
+Size (~520 lines, over the ~400 guideline): the phases with the data passed between them (``Prepared``,
 ``Confirmation``, ``RunResult``) and the after-run reports (stopped, short listing) stay together, so a
 reader sees a whole run in one file; splitting them would put a phase apart from what it hands on.
 """

@@ -175,9 +175,7 @@ async def undo_contain(
             pacer = Pacer(RealClock(), options.write_burst, options.write_rate)
             for start in range(0, len(to_enable), 20):
                 chunk = to_enable[start : start + 20]
-                sent = await patch_accounts(
-                    session, pacer, [r["id"] for r in chunk], True, max_attempts=options.max_attempts
-                )
+                sent = await patch_accounts(session, pacer, [r["id"] for r in chunk], True, policy=options.policy())
                 for record in chunk:
                     _row(result, out, record, sent[record["id"]])
             out.end({"steps": dict(result.steps)}, completed=True)

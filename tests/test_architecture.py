@@ -92,3 +92,22 @@ def test_the_shared_facts_module_stays_light():
     loaded = imported_after(["revoke_ops.facts"])
     leaked = sorted(m for m in loaded if _matches(m, {"msgraph", "azure", "pulumi", "jsonschema", "httpx"}))
     assert not leaked, f"revoke_ops.facts pulls in {leaked[:5]}"
+
+
+#: STYLE.md / issue 12: "no module over ~400 lines without a reason stated at its top".
+LONG_MODULE = 400
+
+
+def test_every_long_module_states_why_at_its_top():
+    unexplained = []
+    for package in sorted(RULES):
+        for name, path in modules(package):
+            text = path.read_text(encoding="utf-8")
+            lines = text.count("\n")
+            doc = ast.get_docstring(ast.parse(text)) or ""
+            if lines > LONG_MODULE and "Size (" not in doc:
+                unexplained.append(f"{name} ({lines} lines)")
+    assert not unexplained, (
+        "modules over ~400 lines without a 'Size (~N lines, ...): why' paragraph in their docstring: "
+        + ", ".join(unexplained)
+    )

@@ -8,10 +8,19 @@ an application with a matching federated credential (issuer, subject such as
 ``repo:OWNER/REPO:environment:NAME``, audience). azure-identity's ``ClientAssertionCredential``
 asks for a fresh assertion whenever it needs a token, so a run longer than the JWT's few minutes
 still works. Neither the request token nor the JWT is ever logged or shown in an error.
+
+The audience: GitHub writes whatever ``aud`` the job asks for, and Entra compares it with the
+matching federated credential's (AADSTS700212 when they differ). Graph lets a credential name an
+audience other than ``api://AzureADTokenExchange`` (the stack's ``federatedCredentials`` ``audience``
+key), so when the bundle lists the app's federated credentials, the audience asked for is the one
+of the credential whose issuer and subject are this job's (read from the first token; one more
+request to GitHub, never to Entra).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
 import ssl
@@ -44,7 +53,10 @@ class ActionsTokenSource:
     :param url: ``ACTIONS_ID_TOKEN_REQUEST_URL`` (https).
     :param request_token: ``ACTIONS_ID_TOKEN_REQUEST_TOKEN``.
     :param audience: the ``aud`` to ask for; Entra's federated credentials expect
-        ``api://AzureADTokenExchange``.
+        ``api://AzureADTokenExchange`` unless they name another.
+    :param audiences: the app's federated credentials' audiences by (issuer, subject), from the
+        bundle: when the job's token matches one whose audience is not ``audience``, the token is
+        asked for again with that audience (and from then on).
     :param cafile: CA bundle to trust (``SSL_CERT_FILE``); TLS verification is never off.
     """
 
@@ -54,13 +66,16 @@ class ActionsTokenSource:
         request_token: str,
         audience: str = TOKEN_EXCHANGE_AUDIENCE,
         *,
+        audiences: Mapping[tuple[str, str], str] | None = None,
         cafile: str | None = None,
         timeout: float = 30,
     ) -> None:
         parts = urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
             raise InputError(f"{REQUEST_URL} must be an https URL (got a {parts.scheme or 'schemeless'} URL)")
-        self._url = f"{url}{'&' if parts.query else '?'}audience={quote(audience, safe='')}"
+        self._base = f"{url}{'&' if parts.query else '?'}audience="
+        self.audience = audience
+        self._audiences = dict(audiences or {})
         self._token = request_token
         self.host = parts.hostname
         self._context = ssl.create_default_context(cafile=cafile)
@@ -71,8 +86,17 @@ class ActionsTokenSource:
 
     def __call__(self) -> str:
         """Return a fresh OIDC token, or raise ``ClientAuthenticationError`` saying why not."""
+        token = self._fetch(self.audience)
+        wanted = self._audiences.get(_issuer_and_subject(token)) if self._audiences else None
+        if wanted is not None and wanted != self.audience:
+            self.audience = wanted  # the matching federated credential's audience
+            token = self._fetch(wanted)
+        return token
+
+    def _fetch(self, audience: str) -> str:
         request = urllib.request.Request(  # noqa: S310  # https checked in __init__
-            self._url, headers={"Authorization": f"bearer {self._token}", "Accept": "application/json"}
+            self._base + quote(audience, safe=""),
+            headers={"Authorization": f"bearer {self._token}", "Accept": "application/json"},
         )
         where = f"GitHub Actions' ID-token service ({REQUEST_URL}, host {self.host})"
         try:
@@ -96,6 +120,18 @@ class ActionsTokenSource:
         return value
 
 
+def _issuer_and_subject(token: str) -> tuple[str, str]:
+    """The ``iss`` and ``sub`` claims of a JWT, unverified (Entra verifies it); empty if unreadable."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError, binascii.Error):
+        return "", ""
+    if not isinstance(claims, dict):
+        return "", ""
+    return str(claims.get("iss", "")), str(claims.get("sub", ""))
+
+
 def github_actions_identity(
     *,
     bundle: Bundle | None = None,
@@ -103,14 +139,15 @@ def github_actions_identity(
     client_id: str | None = None,
     tenant_id: str | None = None,
     environ: Mapping[str, str] | None = None,
-    audience: str = TOKEN_EXCHANGE_AUDIENCE,
+    audience: str | None = None,
 ) -> Identity:
     """Sign in as the revoker app through its federated credential for this GitHub Actions job.
 
     The app is the bundle's (or ``--client-id`` / ``AZURE_CLIENT_ID``); the stack's
     ``federatedCredentials`` must hold this job's subject (an environment's, for a reviewed run).
 
-    :param audience: the ``aud`` to ask GitHub for: the federated credential's audience.
+    :param audience: the ``aud`` to ask GitHub for, exactly; default: the audience of the bundle's
+        federated credential for this job's issuer and subject, else ``api://AzureADTokenExchange``.
 
     :raises InputError: the ACTIONS_* variables are missing (not in a job with ``id-token: write``),
         or no tenant or client id is known.
@@ -133,7 +170,14 @@ def github_actions_identity(
             "BUNDLE.json, or set AZURE_TENANT_ID and AZURE_CLIENT_ID"
         )
     verify = ca_bundle()
-    source = ActionsTokenSource(url, request_token, audience, cafile=verify)
+    known = {} if bundle is None else {(f.issuer, f.subject): f.audience for f in bundle.federated_credentials}
+    source = ActionsTokenSource(
+        url,
+        request_token,
+        audience or TOKEN_EXCHANGE_AUDIENCE,
+        audiences=None if audience else known,
+        cafile=verify,
+    )
     extra: dict[str, Any] = {"connection_verify": verify} if verify else {}
 
     def make() -> Any:

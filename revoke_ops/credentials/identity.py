@@ -63,8 +63,10 @@ AADSTS_HINTS = {
     "subjects), and the job must run in that environment",
     "7002138": "the subject differs from a federated credential's only in letter case: matching is case-sensitive, "
     "fix the owner, repository or environment name in the stack's federatedCredentials",
-    "700212": "the token's audience is not the federated credential's: request it for api://AzureADTokenExchange "
-    "(the credential's audience)",
+    "700212": "the token's audience (aud) is not the one the matching federated credential expects "
+    "(api://AzureADTokenExchange unless the stack's federatedCredentials entry sets audience): with --credential "
+    "github-actions pass --credentials with the stack's current bundle (revoke-ops then asks GitHub for the audience "
+    "it lists); a token file must be issued for that audience",
 }
 
 #: What azure-identity raises when no token could be had: refused (ClientAuthenticationError), or the

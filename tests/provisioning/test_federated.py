@@ -139,7 +139,12 @@ def test_a_stack_with_only_federated_credentials_provisions_them_as_children_of_
     assert listed["github-prod"]["credentialId"] == gh["outputs"]["credentialId"]
     assert run.outputs["certificates"] == [] and "privateKeyPem" not in run.outputs
     jsonschema.Draft202012Validator(bundle_schema()).validate(run.outputs)
-    assert parse_bundle(run.outputs, source="outputs").certificates == ()
+    parsed = parse_bundle(run.outputs, source="outputs")
+    assert parsed.certificates == ()
+    assert {(f.name, f.audience) for f in parsed.federated_credentials} == {
+        ("github-prod", AUDIENCE),
+        ("aks-soar", AUDIENCE),
+    }, "revoke-ops --credential github-actions reads each credential's audience from the bundle"
 
 
 VAULT_URL = "https://contoso-revoke.vault.azure.net/certificates/revoker"

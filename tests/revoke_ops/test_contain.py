@@ -216,3 +216,32 @@ def test_undo_refuses_a_revoke_journal(sandbox: Running, tmp_path: Path):
     assert ops.cli("revoke", "--user", ops.user("operator").id, "--yes", "--journal", str(journal)).returncode == 0
     result = ops.cli("contain", "--undo", "--journal", str(journal), "--yes")
     assert result.returncode == 2 and "not the journal of a `revoke-ops contain` run" in result.stderr
+
+
+def test_a_throttled_disable_honours_the_retry_after_cap_and_still_contains_everyone(sandbox: Running, tmp_path: Path):
+    """The PATCH of accountEnabled waits like every write: Retry-After capped at --max-retry-wait.
+
+    Was: the disable step read Retry-After as digits only and waited up to 60 s per retry whatever
+    the operator's cap (an HTTP-date was read as a 2**attempt backoff).
+    """
+    ops = contain_ops(sandbox, tmp_path, "contain-throttled")
+    group_id, users = incident_group(sandbox, "incident-throttled", 20)
+    for user in users:
+        sandbox.sandbox.call(setattr, user, "account_enabled", True)
+    journal = tmp_path / "throttled.jsonl"
+    sandbox.settings(faults={"item_429": 0.5, "retry_after": 3600})
+    try:
+        result = ops.cli(
+            "contain", "--group", group_id, "--exclude", f"breakglass1@{DOMAIN}", "--yes", "-v",
+            "--max-retry-wait", "0.2", "--journal", str(journal), "--output", "json",
+        )  # fmt: skip
+    finally:
+        sandbox.settings(faults={"item_429": 0.0, "retry_after": 1})
+    assert result.returncode == 0, result.stderr
+    assert "accountEnabled: Graph asked to wait 3600 s; waiting 0 s (--max-retry-wait)" in result.stderr
+    body = json.loads(result.stdout)
+    assert body["contain"]["steps"] == {"disabled": len(users)}
+    assert all(not u.account_enabled for u in users)
+    undone = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
+    assert undone.returncode == 0, undone.stderr
+    assert all(u.account_enabled for u in users)

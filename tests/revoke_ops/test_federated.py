@@ -22,11 +22,13 @@ AUDIENCE = "api://AzureADTokenExchange"
 SUBJECT = "repo:contoso@1001/revoker@2002:environment:contoso-prod"
 
 
-def _keyless_ops(sandbox: Running, tmp_path: Path, name: str, subject: str = SUBJECT) -> tuple[Ops, str]:
+def _keyless_ops(
+    sandbox: Running, tmp_path: Path, name: str, subject: str = SUBJECT, audience: str = AUDIENCE
+) -> tuple[Ops, str]:
     """A revoker app whose only usable credential is a federated one for the sandbox issuer ``name``."""
     creds = sandbox.app(name, app_roles=FULL)
     issuer = sandbox.sandbox.call(sandbox.sandbox.federation.issuer, name).url
-    fic = {"id": name, "name": "github-contoso-prod", "issuer": issuer, "subject": subject, "audiences": [AUDIENCE]}
+    fic = {"id": name, "name": "github-contoso-prod", "issuer": issuer, "subject": subject, "audiences": [audience]}
     sandbox.sandbox.call(creds.app.federated_credentials.append, fic | {"description": None})
     return Ops(sandbox, creds, write_bundle(sandbox, creds, tmp_path / "bundle.json", with_key=False)), name
 
@@ -91,6 +93,40 @@ def test_wrong_audience_is_aadsts700212(sandbox: Running, tmp_path: Path):
         asyncio.run(identity.token())
     asyncio.run(identity.close())
     assert caught.value.code == "AADSTS700212" and "api://AzureADTokenExchange" in str(caught.value)
+
+
+def test_a_credential_with_its_own_audience_gets_a_token_for_it(sandbox: Running, tmp_path: Path):
+    """Graph lets a federated credential name an audience other than api://AzureADTokenExchange (the
+    stack's `audience` key; federatedIdentityCredential resource type). revoke-ops asks GitHub for the
+    audience the bundle lists for this job's issuer and subject; with a bundle that does not list it
+    (exported before the credential existed) Entra's AADSTS700212 comes with what to do."""
+    custom = "api://revoker-contoso-prod"
+    ops, issuer = _keyless_ops(sandbox, tmp_path, "gha-own-audience", audience=custom)
+    env = _actions_run(sandbox, issuer, SUBJECT)
+    target = ops.user("operator")
+    before = len(ops.run.revocations())
+    stale = ops.cli("revoke", "--credential", "github-actions", "--user", target.id, "--yes", env=env)
+    assert stale.returncode == 3, stale.stderr
+    assert "AADSTS700212" in stale.stderr and AUDIENCE in stale.stderr, "Entra names the audience presented"
+    assert "what to do" in stale.stderr and "--credentials with the stack's current bundle" in stale.stderr
+    assert len(ops.run.revocations()) == before
+
+    document = json.loads(ops.bundle.read_text())
+    document["federatedCredentials"] = [
+        {
+            "name": "github-contoso-prod",
+            "issuer": sandbox.sandbox.federation.issuers[issuer].url,
+            "subject": SUBJECT,
+            "audience": custom,
+            "credentialId": "0f9d9a3e-3c1e-4f6b-9d57-6a1d2b3c4d5e",
+        }
+    ]
+    ops.bundle.write_text(json.dumps(document))
+    result = ops.cli("revoke", "--credential", "github-actions", "--user", target.id, "--yes", env=env)
+    assert result.returncode == 0, result.stderr
+    assert ops.revoked_ids(before) == [target.id]
+    run = next(r for r in sandbox.sandbox.federation.runs.values() if r.request_token in env.values())
+    assert run.requests[-1] == custom, run.requests
 
 
 def test_outside_a_job_the_missing_variables_are_named(tmp_path: Path):
