@@ -1,5 +1,8 @@
 """The ``revoke-ops`` command: thin handlers over :mod:`revoke_ops.run`, verify and doctor.
 
+Size (~430 lines): main's mapping of exceptions, interrupts and signals to exit codes stays next to
+the handlers it wraps.
+
 Results go to stdout through :mod:`revoke_ops.output` (``--output table|json|jsonl``); logs, progress
 and questions to stderr. Exit codes are :class:`ExitCode`, mapped from exceptions in one place
 (:func:`revoke_ops.errors.exit_code_for`, applied in :func:`main`). The options are defined in
@@ -51,6 +54,7 @@ class ExitCode(enum.IntEnum):
     AUTH = 3  # authentication or permission failure for the whole run: nothing changed
     SERVICE = 4  # Microsoft Graph kept failing (5xx, throttling, unreadable answers) before anything changed
     INTERRUPTED = 130  # Ctrl-C; the journal is intact
+    TERMINATED = 143  # SIGTERM (a CI or SOAR timeout, `kill`): stopped as Ctrl-C stops, the journal intact
     BROKEN_PIPE = 141  # stdout closed early (`| head`) before the result was written, as after SIGPIPE
 
 
@@ -350,6 +354,15 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     _logging(args)
     out = writer(getattr(args, "output", "table"))
+    previous = signal.getsignal(signal.SIGTERM)
+    terminated = _stop_on_sigterm()
+    try:
+        return _main(args, out, terminated, debug)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(args: argparse.Namespace, out: Writer, terminated: list[bool], debug: bool) -> int:
     try:
         code = int(asyncio.run(HANDLERS[args.command](args, out)))
         sys.stdout.flush()  # here, so that a reader gone early is handled below, not at exit
@@ -360,10 +373,13 @@ def main(argv: list[str] | None = None) -> int:
         return getattr(args, "exit_code", ExitCode.BROKEN_PIPE)
     except KeyboardInterrupt:
         note = getattr(args, "interrupt_note", None)
-        message = f"interrupted; {note() if note else 'nothing was changed'}"
+        how, code = ("interrupted", ExitCode.INTERRUPTED)
+        if terminated:
+            how, code = ("terminated (SIGTERM)", ExitCode.TERMINATED)
+        message = f"{how}; {note() if note else 'nothing was changed'}"
         print(f"revoke-ops: {message}", file=sys.stderr)
-        _error_out(out, message, ExitCode.INTERRUPTED, "Interrupted")
-        return ExitCode.INTERRUPTED
+        _error_out(out, message, code, "Terminated" if terminated else "Interrupted")
+        return code
     except RevokeOpsError as err:  # every error raised on purpose: mapped in revoke_ops.errors
         code = ExitCode(exit_code_for(err))
         _report(err, debug)
@@ -373,6 +389,25 @@ def main(argv: list[str] | None = None) -> int:
         _report(err, debug, prefix=f"unexpected {type(err).__name__}: ")
         _error_out(out, f"unexpected {type(err).__name__}: {redact(str(err))}", ExitCode.NOT_ALL_REVOKED, None)
         return ExitCode.NOT_ALL_REVOKED
+
+
+def _stop_on_sigterm() -> list[bool]:
+    """SIGTERM stops a run the way Ctrl-C does: the batch in flight is journaled, the journal's ``end``
+    line says the run was interrupted and the message names the journal to resume (without this a
+    `kill` or a CI/SOAR timeout ended the process with no end line and no word). Returns a flag set
+    when it happened."""
+    terminated: list[bool] = []
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        terminated.append(True)
+        handler = signal.getsignal(signal.SIGINT)  # asyncio's (cancels the run) or Python's (raises)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    return terminated
 
 
 def _error_out(out: Writer, message: str, code: int, error_code: str | None) -> None:

@@ -59,7 +59,8 @@ class RevokeRequest:
             "allUsers": self.all_users,
             "filter": self.filter,
             "exclude": self.exclude,
-            "excludeFiles": [str(Path(f).resolve()) for f in self.exclude_files],
+            # "-" (stdin) stays "-": it is not a file a resume could read again
+            "excludeFiles": [str(Path(f).resolve()) if f != "-" else "-" for f in self.exclude_files],
             "includeExternal": self.include_external,
         }
 
@@ -138,13 +139,31 @@ def how_to_continue(journal: Path | str | None, command: str = "revoke", *, stdi
 def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[RevokeRequest, list[str]]:
     """The request a journal recorded, with the resume's own settings and any added exclusions.
 
-    Target, filter and external options given with ``--resume`` must equal the journal's (else the
-    resume is refused, naming the option); exclusions may be added (never removed: the journal's
-    always apply). Returns the request to run and the exclusions added.
+    Target, filter, external and skip options given with ``--resume`` must equal the journal's (else
+    the resume is refused, naming the option), and so must the command (``contain`` or ``revoke``)
+    and ``--journal``; exclusions may be added (never removed: the journal's always apply), not from
+    stdin (a later resume could not read them again). Returns the request to run and the exclusions added.
 
     :raises InputError: the journal is for another run's inputs, or an option differs.
     """
     spec = state.header.get("spec") or {}
+    given = request.spec()
+    journal_command, command = spec.get("command", "revoke"), given.get("command", "revoke")
+    if journal_command != command:
+        raise InputError(
+            f"--resume {request.resume} is the journal of a `{journal_command}` run: continue it with "
+            f"`revoke-ops {journal_command} --resume {request.resume}`, not `{command}`"
+        )
+    if request.journal is not None and Path(request.journal).resolve() != Path(request.resume or "").resolve():
+        raise InputError(
+            f"--journal {request.journal} differs from --resume {request.resume}: a resumed run continues the "
+            "journal it resumes; give --resume alone"
+        )
+    if "-" in request.exclude_files:
+        raise InputError(
+            "--exclude-file - with --resume: exclusions added on resume are recorded so that later resumes keep "
+            "them, and standard input cannot be read again; save them to a file and give --exclude-file FILE"
+        )
     original = type(request).from_spec(
         spec,
         reason=request.reason or state.header.get("reason", ""),
@@ -155,7 +174,6 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
         dry_run=request.dry_run,
         activity_reads_per_minute=request.activity_reads_per_minute,
     )
-    given = request.spec()
     differs = []
     for key, option in (
         ("users", "--user"),
@@ -180,6 +198,12 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
             f"--resume {request.resume}: that run read its targets from standard input, which cannot be read "
             "again the same way (a resume fed another list would revoke the wrong users and leave the first "
             f"list's rest unrevoked); nothing was changed. {STDIN_RERUN}"
+        )
+    if "-" in original.exclude_files:
+        raise InputError(
+            f"--resume {request.resume}: that run read its exclusions from standard input, which cannot be read "
+            "again, and an exclusion is never dropped; save them to a file and start a new run with "
+            "--exclude-file FILE (users already revoked are revoked again, harmlessly)"
         )
     if input_digest(original) != state.header.get("inputDigest"):
         raise InputError(

@@ -253,6 +253,14 @@ def test_a_real_preview_of_a_pull_request_is_manual_reviewed_and_read_only():
     assert [s.get("with", {}).get("command") for s in steps if "pulumi/actions" in str(s.get("uses"))] == ["preview"]
     checkouts = [s.get("with", {}).get("ref") for s in steps if str(s.get("uses", "")).startswith("actions/checkout")]
     assert checkouts == [None, "refs/pull/${{ inputs.pull-request }}/merge"], "the stack's cloud is read from main"
+    # the stack's cloud reaches azure/login and the azuread provider (issue 13 #4, national clouds)
+    target = next(i for i, s in enumerate(steps) if s.get("id") == "target")
+    assert target < next(i for i, s in enumerate(steps) if s.get("with", {}).get("ref")), "read before the PR's files"
+    login = next(s for s in steps if str(s.get("uses", "")).startswith("azure/login"))
+    assert login["with"]["environment"] == "${{ fromJSON(steps.target.outputs.target).azureLogin }}"
+    preview = next(s for s in steps if "pulumi/actions" in str(s.get("uses")))
+    assert preview["env"]["ARM_ENVIRONMENT"] == "${{ fromJSON(steps.target.outputs.target).armEnvironment }}"
+    assert preview["env"]["AZURE_STORAGE_DOMAIN"] == "${{ fromJSON(steps.target.outputs.target).storageDomain }}"
 
 
 def ado_stages(path: str) -> list[dict[str, Any]]:

@@ -240,3 +240,40 @@ def test_a_503_storm_while_resolving_exclusions_is_a_service_failure_and_changes
     assert result.returncode == 4, result.stderr
     assert "resolving the exclusions failed" in result.stderr and "nothing was changed" in result.stderr
     assert ops.revoked_ids(before) == []
+
+
+def test_resume_refuses_another_command_another_journal_and_exclusions_from_stdin(ops: Ops, tmp_path: Path):
+    # Issue 11 #1: anything given with --resume that differs from the journal is refused naming it.
+    # `contain --resume` of a revoke journal (and the reverse) said "the inputs changed"; `--journal K`
+    # beside `--resume J` was silently ignored; a run whose exclusions came from stdin could not be
+    # resumed ("--exclude-file /cwd/-: no such file").
+    people = _members(ops, 4, 262)
+    targets = tmp_path / "t.txt"
+    targets.write_text("".join(f"{u.id}\n" for u in people))
+    journal = tmp_path / "j.jsonl"
+    first = ops.cli("revoke", "--from-file", str(targets), "--journal", str(journal), "--yes")
+    assert first.returncode == 0, first.stderr
+    before = len(ops.run.revocations())
+    contain = ops.cli("contain", "--resume", str(journal), "--yes")
+    assert contain.returncode == 2, contain.stderr
+    assert f"is the journal of a `revoke` run: continue it with `revoke-ops revoke --resume {journal}`" in (
+        contain.stderr
+    )
+    other = tmp_path / "other.jsonl"
+    moved = ops.cli("revoke", "--resume", str(journal), "--journal", str(other), "--yes")
+    assert moved.returncode == 2 and f"--journal {other} differs from --resume {journal}" in moved.stderr
+    assert not other.exists()
+    added = ops.cli("revoke", "--resume", str(journal), "--exclude-file", "-", "--yes", stdin=people[0].id)
+    assert added.returncode == 2 and "--exclude-file - with --resume" in added.stderr
+    # exclusions read from stdin: the run works, its resume is refused saying why (never run without them)
+    piped = tmp_path / "piped.jsonl"
+    run = ops.cli(
+        "revoke", "--from-file", str(targets), "--exclude-file", "-", "--journal", str(piped), "--yes",
+        stdin=people[0].id,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    resume = ops.cli("revoke", "--resume", str(piped), "--yes")
+    assert resume.returncode == 2, resume.stderr
+    assert "read its exclusions from standard input" in resume.stderr and "no such file" not in resume.stderr
+    assert people[0].id not in ops.revoked_ids(before)
+    assert ops.cli("revoke", "--resume", str(journal), "--journal", str(journal), "--yes").returncode == 0

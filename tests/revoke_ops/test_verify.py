@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -40,3 +45,41 @@ def test_a_completed_run_is_accounted_for_with_exclusions(ops: Ops, tmp_path: Pa
     assert verify.returncode == 0, verify.stderr
     assert "verified: 2;" in verify.stdout and "every target is accounted for" in verify.stdout
     assert "accounted    3" in verify.stdout
+
+
+def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incomplete(ops: Ops, tmp_path: Path):
+    # Issue 11 #6: a SIGTERM (a CI/SOAR timeout, `kill`) at 280 of 300 ended the process with no word and
+    # no end line. It stops as Ctrl-C does: the journal's end line says the run did not complete (with a
+    # duration that is never negative), the message names the journal, and verify exits 1 listing the
+    # targets never attempted.
+    people = [u for u in ops.run.sandbox.tenant.users[400:460] if u.user_type == "Member"][:30]
+    targets = tmp_path / "t.txt"
+    targets.write_text("".join(f"{u.id}\n" for u in people))
+    journal = tmp_path / "j.jsonl"
+    exe = Path(sys.executable).parent / "revoke-ops"
+    command = [str(exe), "revoke", "--credentials", str(ops.bundle), "--from-file", str(targets), "--yes"]
+    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.2", "--concurrency", "1"]
+    env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while '"type":"outcome"' not in (journal.read_text() if journal.exists() else ""):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 143, err
+    assert f"terminated (SIGTERM); the journal {journal} is intact" in err and f"--resume {journal}" in err
+    end = json.loads(journal.read_text().splitlines()[-1])
+    assert end["type"] == "end" and end["completed"] is False and end["stoppedBy"] == "interrupted"
+    assert end["summary"]["seconds"] >= 0
+    verify = ops.cli("verify", "--journal", str(journal))
+    assert verify.returncode == 1, verify.stderr
+    assert "never attempted" in verify.stdout and "NOT every target is accounted for" in verify.stdout
+    resumed = ops.cli("revoke", "--resume", str(journal), "--yes")
+    assert resumed.returncode == 0, resumed.stderr
+    assert ops.cli("verify", "--journal", str(journal)).returncode == 0
