@@ -46,9 +46,18 @@ def checks(result: Any) -> dict[str, dict[str, str]]:
     return {c["name"]: c for c in json.loads(result.stdout)}
 
 
-@pytest.mark.parametrize("command", [("doctor",), ("me",), ("revoke", "--user", "operator@" + DOMAIN, "--yes")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("doctor",),
+        ("me",),
+        ("revoke", "--user", "operator@" + DOMAIN, "--yes"),
+        ("contain", "--user", "user000012@" + DOMAIN, "--yes"),
+    ],
+)
 def test_one_device_code_per_command(sandbox: Running, tmp_path: Path, signed_in_as: Any, command: tuple[str, ...]):
-    ops = delegated_ops(sandbox, tmp_path, f"one-code-{command[0]}", ("User.RevokeSessions.All", "User.Read.All"))
+    scopes = ("User.RevokeSessions.All", "User.Read.All", "User.EnableDisableAccount.All")
+    ops = delegated_ops(sandbox, tmp_path, f"one-code-{command[0]}", scopes)
     signed_in_as("operator")
     result = ops.cli(*command, "--delegated")
     assert result.stderr.count(PROMPT) == 1, result.stderr

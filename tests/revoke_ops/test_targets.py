@@ -5,6 +5,7 @@ Fast tests read files through :mod:`revoke_ops.targets`; end-to-end ones go thro
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -144,8 +145,6 @@ def test_a_run_fed_from_stdin_is_never_resumed_with_other_input(
 ):
     """Issue 10 #4: a resume fed list B used to revoke B's users and leave the rest of list A
     unrevoked and unreported, exit 0. A stdin run cannot be resumed; its stop says what to do instead."""
-    import json
-
     from tests.revoke_ops.test_engine import internal
     from tests.revoke_ops.test_engine_faults import token_outage
 
@@ -173,3 +172,15 @@ def test_a_run_fed_from_stdin_is_never_resumed_with_other_input(
         assert f"--resume {journal}: that run read its targets from standard input" in resumed.stderr
         assert "nothing was changed" in resumed.stderr
     assert ops.revoked_ids(before) == sent, "nobody of the second list (or the first) was revoked by a resume"
+
+
+def test_a_header_only_csv_and_an_empty_stdin_are_usage_errors(ops: Ops, tmp_path: Path):
+    # Issue 11 #7: `failing-query | revoke-ops revoke --from-file - --yes` and a CSV with only its header
+    # printed "revoked 0" and exited 0; no targets after reading the input is exit 2, like no target options.
+    header = tmp_path / "users.csv"
+    header.write_text("userPrincipalName,displayName\n")
+    for argv, stdin in ((["--from-file", str(header)], None), (["--from-file", "-"], "")):
+        result = ops.cli("revoke", *argv, "--yes", "-o", "json", stdin=stdin)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert "the input holds no targets" in result.stderr
+        assert json.loads(result.stdout)["error"]["exitCode"] == 2
