@@ -77,6 +77,9 @@ def outcome_exit_code(summary: Summary) -> int:
     return 1 if bad else 0
 
 
+_WORDS = {2: "two", 3: "three"}
+
+
 @dataclass(frozen=True)
 class Confirmation:
     """What the operator is asked to confirm, with what is known and what is only estimated."""
@@ -98,6 +101,11 @@ class Confirmation:
     #: with --skip-inactive-days: the days, and Graph's estimate of how many users that skips (low, high)
     skip_inactive_days: int | None = None
     skip_estimate: tuple[int, int] | None = None
+    #: what the run does to each user, as the question says it (a new run, a resumed one)
+    action: str = "Revoke the sign-in sessions of"
+    resumed_action: str = "Resume revoking the sign-in sessions of"
+    #: writes each user takes from the write budget (the ETA counts them)
+    writes_per_user: int = 1
 
     def skipping(self) -> str:
         """What --skip-inactive-days will skip, with what is only estimated."""
@@ -124,15 +132,17 @@ class Confirmation:
             what = f"about {self.targets} user(s) (Graph's count, eventually consistent)"
         else:
             what = f"{self.targets} listed target(s)"
-        timing = f", about {self.eta_seconds / 60:.1f} min at the write budget" if self.eta_seconds else ""
+        per_user = f", {_WORDS.get(self.writes_per_user, str(self.writes_per_user))} writes per user"
+        per_user = per_user if self.writes_per_user > 1 else ""
+        timing = f", about {self.eta_seconds / 60:.1f} min at the write budget{per_user}" if self.eta_seconds else ""
         if self.privileged_first is not None:
             first = f"{self.privileged_first} privileged first"
         else:
             first = f"privileged first: those of the tenant's {self.privileged_in_tenant} role holders among them"
-        resumed = "Resume revoking" if self.resumed else "Revoke"
+        action = self.resumed_action if self.resumed else self.action
         then = ", then the most recently active" if self.ordering == "activity" else ""
         return (
-            f"{resumed} the sign-in sessions of {what} in tenant {self.tenant_id}{timing} "
+            f"{action} {what} in tenant {self.tenant_id}{timing} "
             f"({self.excluded} excluded, {first}{then}{self.skipping()})? [y/N] "
         )
 

@@ -5,6 +5,7 @@ Fast tests read files through :mod:`revoke_ops.targets`; end-to-end ones go thro
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -137,3 +138,15 @@ def test_an_entra_export_with_multiline_addresses_revokes_exactly_its_users(ops:
     result = ops.cli("revoke", "--from-file", str(export), "--yes")
     assert result.returncode == 0, result.stderr
     assert sorted(ops.revoked_ids(before)) == sorted(u.id for u in people)
+
+
+def test_a_header_only_csv_and_an_empty_stdin_are_usage_errors(ops: Ops, tmp_path: Path):
+    # Issue 11 #7: `failing-query | revoke-ops revoke --from-file - --yes` and a CSV with only its header
+    # printed "revoked 0" and exited 0; no targets after reading the input is exit 2, like no target options.
+    header = tmp_path / "users.csv"
+    header.write_text("userPrincipalName,displayName\n")
+    for argv, stdin in ((["--from-file", str(header)], None), (["--from-file", "-"], "")):
+        result = ops.cli("revoke", *argv, "--yes", "-o", "json", stdin=stdin)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert "the input holds no targets" in result.stderr
+        assert json.loads(result.stdout)["error"]["exitCode"] == 2
