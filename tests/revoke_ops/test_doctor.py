@@ -125,6 +125,19 @@ def test_doctor_delegated_warns_about_nested_operator_groups(sandbox: Running, t
     assert "App assignment does not follow nested groups" in found["operators group"]["detail"]
 
 
+def test_doctor_delegated_says_when_the_operators_group_cannot_be_read(
+    sandbox: Running, tmp_path: Path, signed_in_as: Any
+):
+    group = sandbox.sandbox.tenant.group_named("compromised-sales")
+    ops = delegated_ops(sandbox, tmp_path, "doctor-group-unread", ("User.RevokeSessions.All",), operatorsGroup=group.id)
+    signed_in_as("operator")
+    result = ops.cli("doctor", "--delegated", "--output", "json")
+    detail = checks(result)["operators group"]
+    assert detail["status"] == "warn", result.stdout
+    assert f"the operators group {group.id} could not be read (403 " in detail["detail"], detail
+    assert "needs GroupMember.Read.All" in detail["detail"]
+
+
 def test_me_says_who_when_and_that_it_writes_no_journal(sandbox: Running, tmp_path: Path, signed_in_as: Any):
     ops = delegated_ops(sandbox, tmp_path, "me-record", ("User.RevokeSessions.All", "User.Read.All"))
     signed_in_as("operator")
