@@ -104,6 +104,7 @@ def _identity(args: argparse.Namespace) -> Identity:
             cloud=args.cloud,
             client_id=args.client_id,
             tenant_id=args.tenant_id,
+            allow_custom_cloud=args.allow_custom_cloud,
         )
     if args.credential == "github-actions":
         return github_actions_identity(

@@ -220,6 +220,19 @@ def test_certificate_urls_are_checked(url: str):
     )
 
 
+def test_a_loopback_vault_is_the_sandboxs_only(monkeypatch: pytest.MonkeyPatch):
+    """The challenge-resource check is relaxed for a loopback vault (issue 13 #3): outside the sandbox
+    (no custom cloud allowed) such a URL is refused before any token is asked for."""
+    from revoke_ops.credentials import key_vault_identity
+
+    monkeypatch.delenv("REVOKE_OPS_ALLOW_CUSTOM_CLOUD", raising=False)
+    url = "https://127.0.0.1:8443/certificates/revoker"
+    tenant, client = "5a1db0c5-0000-4000-8000-00000000beef", "11111111-2222-4333-8444-555555555555"
+    with pytest.raises(InputError) as caught:
+        key_vault_identity(url, vault_credential=object(), tenant_id=tenant, client_id=client)
+    assert "sandbox's emulated one" in str(caught.value) and "--allow-custom-cloud" in str(caught.value)
+
+
 def test_the_vaults_control_endpoint_needs_its_token(sandbox: Running, vault: Vault):
     state = Path(sandbox.sandbox.state_dir) / "keyvault.json"
     assert state.stat().st_mode & 0o777 == 0o600, "keyvault.json holds the control token"
