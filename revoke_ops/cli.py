@@ -38,6 +38,7 @@ from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
 from revoke_ops.output import Progress, Writer, writer
 from revoke_ops.redact import RedactingFilter, redact
+from revoke_ops.request import how_to_continue
 
 __all__ = ["ExitCode", "main"]
 
@@ -260,8 +261,8 @@ def _interrupt_note(request: Any) -> Any:
         path = request.resume or request.journal
         if path is None or not Path(path).exists():
             return "nothing was started (no journal was written): nothing was changed"
-        command = request.spec().get("command", "revoke")
-        return f"the journal {path} is intact: continue with `revoke-ops {command} --resume {path}`"
+        how = how_to_continue(path, str(request.spec().get("command", "revoke")), stdin="-" in request.files)
+        return f"the journal {path} is intact: {how}"
 
     return note
 

@@ -91,15 +91,11 @@ class ContainRequest(RevokeRequest):
 
 @dataclass(frozen=True)
 class ContainConfirmation(Confirmation):
-    """The question of a contain run: it blocks sign-in, two writes per user."""
+    """The question of a contain run: it blocks sign-in too, two writes per user."""
 
-    def question(self) -> str:
-        text = super().question()
-        text = text.replace(
-            "Resume revoking the sign-in sessions of", "Resume blocking sign-in for and revoking the sessions of", 1
-        )
-        text = text.replace("Revoke the sign-in sessions of", "Block sign-in for and revoke the sessions of", 1)
-        return text.replace("at the write budget", "at the write budget, two writes per user", 1)
+    action: str = "Block sign-in for and revoke the sessions of"
+    resumed_action: str = "Resume blocking sign-in for and revoking the sessions of"
+    writes_per_user: int = 2
 
 
 @dataclass
@@ -251,8 +247,10 @@ async def contain(
                 "Global Administrator is disabled"
             )
         conf = prepared.confirmation
-        eta = None if conf.targets is None else prepared.request.engine.seconds_for(2 * conf.targets)
-        fields = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf)}
+        writes = ContainConfirmation.writes_per_user
+        eta = None if conf.targets is None else prepared.request.engine.seconds_for(writes * conf.targets)
+        own = {"action", "resumed_action", "writes_per_user"}  # contain's wording, not revoke's
+        fields = {f.name: getattr(conf, f.name) for f in dataclasses.fields(conf) if f.name not in own}
         prepared.confirmation = ContainConfirmation(**{**fields, "eta_seconds": eta, "warnings": tuple(warnings)})
 
         earlier = _earlier_not_contained(prepared.resume_state) if prepared.resume_state else []

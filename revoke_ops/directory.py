@@ -191,6 +191,8 @@ class Privileged:
     ids: set[str] = field(default_factory=set)
     upns: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)  # what could not be checked, for the operator
+    #: each holder's UPN -> object id (when looked up): one user named both ways is one privileged user
+    id_of_upn: dict[str, str] = field(default_factory=dict)
 
     def __contains__(self, key: str) -> bool:
         return key in self.ids or key in self.upns
@@ -250,7 +252,12 @@ async def find_privileged(session: GraphSession, caps: Capabilities, *, need_upn
                 found.notes.append(f"the members of role-assignable group {gid} could not be listed ({err})")
     if need_upns and caps.read_users and found.ids:
         holders = await lookup(session, [Target(i, "id", "role holder") for i in sorted(found.ids)])
-        found.upns = {str(u.get("userPrincipalName", "")).lower() for u in holders.values()} - {""}
+        found.id_of_upn = {
+            str(u["userPrincipalName"]).lower(): str(u.get("id", "")).lower()
+            for u in holders.values()
+            if u.get("userPrincipalName")
+        }
+        found.upns = set(found.id_of_upn)
     return found
 
 

@@ -22,7 +22,7 @@ from azure.core.credentials import AccessToken
 
 from revoke_ops.activity import activity_available, probe_activity
 from revoke_ops.credentials import Identity, certificate_days_left, token_claims
-from revoke_ops.errors import EXIT_AUTH, AuthError, ServiceError, TransientAuthError
+from revoke_ops.errors import EXIT_AUTH, AuthError, GraphRequestError, ServiceError, TransientAuthError
 from revoke_ops.graph import GraphSession, TransportError, UnreadableResponseError
 from revoke_ops.redact import redact
 from revoke_ops.resolve import Capabilities
@@ -275,22 +275,22 @@ async def _operator_checks(
         )
         return
     nested: list[dict[str, Any]] = []
-    next_url: str | None = f"/groups/{quote(group, safe='')}/members?$select=id,displayName"
-    for _page in range(MAX_MEMBER_PAGES):
-        if next_url is None:
-            break
-        members = await session.read(next_url, page=True)
-        if members.status != 200 or not isinstance(members.body, dict):
-            report.add(
-                "operators group",
-                Status.WARN,
-                f"the operators group {group} could not be read ({members.status} {members.error_code or ''}); "
-                "nested groups in it cannot be checked (needs GroupMember.Read.All)",
-            )
-            return
-        nested += [m for m in members.body["value"] if isinstance(m, dict) and m.get("@odata.type") == GROUP_TYPE]
-        link = members.body.get("@odata.nextLink")
-        next_url = link if isinstance(link, str) else None
+    url = f"/groups/{quote(group, safe='')}/members?$select=id,displayName"
+    try:
+        read = 0
+        async for page in session.pages(url):
+            nested += [m for m in page if isinstance(m, dict) and m.get("@odata.type") == GROUP_TYPE]
+            read += 1
+            if read >= MAX_MEMBER_PAGES:
+                break
+    except GraphRequestError as err:
+        report.add(
+            "operators group",
+            Status.WARN,
+            f"the operators group {group} could not be read ({err.status} {err.code or ''}); "
+            "nested groups in it cannot be checked (needs GroupMember.Read.All)",
+        )
+        return
     if nested:
         names = ", ".join(f"{m.get('displayName') or ''} ({m.get('id')})".strip() for m in nested)
         report.add(

@@ -63,18 +63,19 @@ def target_kinds(request: RevokeRequest, files: list[TargetFile], caps: Capabili
 
 
 def count_privileged(request: RevokeRequest, files: list[TargetFile], privileged: Privileged) -> int:
-    """Privileged users among local targets (as named; without User.Read.All only those named by id)."""
+    """Privileged users among local targets (without User.Read.All only those named by id); a user named
+    by id and by UPN is counted once."""
     if not privileged.ids:
         return 0
     seen: set[str] = set()
     for user in request.users:
         key = parse_target(user, "--user").key
         if key in privileged:
-            seen.add(key)
+            seen.add(privileged.id_of_upn.get(key, key))
     for handle in files:
         for item in handle.targets():
             if isinstance(item, Target) and item.key in privileged:
-                seen.add(item.key)
+                seen.add(privileged.id_of_upn.get(item.key, item.key))
     return len(seen)
 
 

@@ -33,7 +33,14 @@ from revoke_ops.errors import InputError, RevokeOpsError
 from revoke_ops.graph import GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, now_iso, read_journal
 from revoke_ops.outcomes import NOT_REVOKED
-from revoke_ops.request import RevokeRequest, check_sources, exclusion_values, input_digest, resumed_request
+from revoke_ops.request import (
+    RevokeRequest,
+    check_sources,
+    exclusion_values,
+    how_to_continue,
+    input_digest,
+    resumed_request,
+)
 from revoke_ops.resolve import Capabilities, Plan, Privileged, find_privileged, resolve_exclusions, stream
 from revoke_ops.retry import READ
 from revoke_ops.targets import TargetFile, validate_files
@@ -77,6 +84,9 @@ def outcome_exit_code(summary: Summary) -> int:
     return 1 if bad else 0
 
 
+_WORDS = {2: "two", 3: "three"}
+
+
 @dataclass(frozen=True)
 class Confirmation:
     """What the operator is asked to confirm, with what is known and what is only estimated."""
@@ -98,6 +108,11 @@ class Confirmation:
     #: with --skip-inactive-days: the days, and Graph's estimate of how many users that skips (low, high)
     skip_inactive_days: int | None = None
     skip_estimate: tuple[int, int] | None = None
+    #: what the run does to each user, as the question says it (a new run, a resumed one)
+    action: str = "Revoke the sign-in sessions of"
+    resumed_action: str = "Resume revoking the sign-in sessions of"
+    #: writes each user takes from the write budget (the ETA counts them)
+    writes_per_user: int = 1
 
     def skipping(self) -> str:
         """What --skip-inactive-days will skip, with what is only estimated."""
@@ -124,15 +139,17 @@ class Confirmation:
             what = f"about {self.targets} user(s) (Graph's count, eventually consistent)"
         else:
             what = f"{self.targets} listed target(s)"
-        timing = f", about {self.eta_seconds / 60:.1f} min at the write budget" if self.eta_seconds else ""
+        per_user = f", {_WORDS.get(self.writes_per_user, str(self.writes_per_user))} writes per user"
+        per_user = per_user if self.writes_per_user > 1 else ""
+        timing = f", about {self.eta_seconds / 60:.1f} min at the write budget{per_user}" if self.eta_seconds else ""
         if self.privileged_first is not None:
             first = f"{self.privileged_first} privileged first"
         else:
             first = f"privileged first: those of the tenant's {self.privileged_in_tenant} role holders among them"
-        resumed = "Resume revoking" if self.resumed else "Revoke"
+        action = self.resumed_action if self.resumed else self.action
         then = ", then the most recently active" if self.ordering == "activity" else ""
         return (
-            f"{resumed} the sign-in sessions of {what} in tenant {self.tenant_id}{timing} "
+            f"{action} {what} in tenant {self.tenant_id}{timing} "
             f"({self.excluded} excluded, {first}{then}{self.skipping()})? [y/N] "
         )
 
@@ -346,7 +363,8 @@ async def execute(
     if prepared.plan.ordering_stopped:
         warnings.append(prepared.plan.ordering_stopped)
     command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
-    incomplete = _stopped(summary, journal.path if journal else None, command) or _short_listing(
+    stdin = "-" in prepared.request.files
+    incomplete = _stopped(summary, journal.path if journal else None, command, stdin=stdin) or _short_listing(
         prepared, summary, command
     )
     if incomplete:
@@ -390,12 +408,12 @@ async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]]
 SHORT_LISTING = 0.9
 
 
-def _stopped(summary: Summary, journal: Path | None, command: str = "revoke") -> str | None:
+def _stopped(summary: Summary, journal: Path | None, command: str = "revoke", *, stdin: bool = False) -> str | None:
     """The engine stopped sending (tokens kept failing): say so, with how to carry on."""
     if not summary.stopped:
         return None
-    where = f"revoke-ops {command} --resume {journal}" if journal else "the same command again"
-    return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, run `{where}`"
+    how = how_to_continue(journal, command, stdin=stdin)
+    return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, {how}"
 
 
 def _short_listing(prepared: Prepared, summary: Summary, command: str = "revoke") -> str | None:

@@ -23,10 +23,11 @@ from typing import Any
 
 from revoke_ops import __version__
 from revoke_ops.contain import Step, StepRecord, patch_accounts
+from revoke_ops.contain_engine import read_accounts
 from revoke_ops.credentials import Identity
 from revoke_ops.engine import EngineOptions
 from revoke_ops.errors import InputError
-from revoke_ops.graph import BatchItem, GraphSession, user_path
+from revoke_ops.graph import GraphSession
 from revoke_ops.journal import Journal, now_iso, read_journal
 from revoke_ops.pacer import Pacer
 from revoke_ops.retry import RealClock
@@ -108,20 +109,6 @@ def _candidates(path: Path, tenant_id: str) -> tuple[list[dict[str, Any]], list[
     return records, [r for r in unknown if r.get("id") not in {c["id"] for c in records}]
 
 
-async def _states(session: GraphSession, ids: list[str]) -> dict[str, bool | None]:
-    states: dict[str, bool | None] = {}
-    for start in range(0, len(ids), 20):
-        chunk = ids[start : start + 20]
-        reads = [BatchItem(str(n + 1), "GET", f"{user_path(i)}?$select=id,accountEnabled") for n, i in enumerate(chunk)]
-        answers = await session.batch_read(reads)
-        for read, uid in zip(reads, chunk, strict=True):
-            answer = answers.get(read.id) or {}
-            body = answer.get("body")
-            value = body.get("accountEnabled") if answer.get("status") == 200 and isinstance(body, dict) else None
-            states[uid] = value if isinstance(value, bool) else None
-    return states
-
-
 async def undo_contain(
     identity: Identity,
     journal: Path,
@@ -140,7 +127,8 @@ async def undo_contain(
     records, unknown = _candidates(journal, identity.tenant_id)
     result = UndoResult(warnings=[UNDETECTABLE])
     async with GraphSession(identity, timeout=http_timeout) as session:
-        states = await _states(session, [r["id"] for r in records])
+        accounts = await read_accounts(session, [r["id"] for r in records])
+        states = {ref: enabled for ref, (enabled, _synced) in accounts.items()}
         to_enable = [r for r in records if states.get(r["id"]) is False]
         again = sum(1 for r in records if states.get(r["id"]))
         names = tuple(str(r.get("upn") or r["id"]) for r in to_enable)

@@ -64,6 +64,7 @@ class Faults:
     item_429: float = 0.0  # 429 for individual batch items, with Retry-After
     batch_429: float = 0.0  # 429 for a whole $batch request (nothing in it handled), with Retry-After
     retry_after: int = 1  # the Retry-After of injected 429s
+    retry_after_5xx: int = 1  # the Retry-After of injected 503s
     reset: float = 0.0  # connection reset before answering (HTTP level)
     stall: float = 0.0  # answer only after stall_seconds (HTTP level)
     stall_seconds: float = 0.0  # modelled
@@ -71,12 +72,23 @@ class Faults:
     # truncated JSON | html (wrong content type) | huge (8 MB, no payload) | proxy (407 + HTML, after the
     # request was handled: an unexpected status that is not Graph's)
     malformed_kind: str = "truncated"
+    # Aiming error_5xx and item_429 (a test tool): only requests whose path contains ``only`` (e.g.
+    # "checkMemberGroups"), and at most ``limit`` of them (0: no limit; ``injected`` counts them,
+    # from 0 again at every update).
+    only: str = ""
+    limit: int = 0
+    injected: int = 0
 
     def update(self, values: dict[str, Any]) -> None:
         for key, value in values.items():
             if not hasattr(self, key):
                 raise KeyError(key)
             setattr(self, key, type(getattr(self, key))(value))
+        self.injected = 0
+
+    def aims_at(self, path: str) -> bool:
+        """Whether error_5xx and item_429 may still be injected into a request for ``path``."""
+        return (not self.only or self.only in path) and (not self.limit or self.injected < self.limit)
 
 
 class GraphError(Exception):

@@ -112,14 +112,14 @@ class Graph:
     def _admit_and_dispatch(self, request: Request, caller: Caller) -> Response:
         cost = request_cost(request.method, request.parts(), request.query)
         write = cost.writes > 0
-        if self._inject(self.faults.error_5xx):
+        if self._aimed(request, self.faults.error_5xx):
             raise GraphError(
                 503,
                 "serviceNotAvailable",
                 "The service is temporarily unavailable. Please retry.",
-                {"Retry-After": "1"},
+                {"Retry-After": str(self.faults.retry_after_5xx)},
             )
-        if request.in_batch and self._inject(self.faults.item_429):
+        if request.in_batch and self._aimed(request, self.faults.item_429):
             raise self._injected_429("Too many requests (injected).")
         throttled = self.throttle.admit(caller.app_id, self.tenant.tenant_id, write=write, cost=cost.resource_units)
         if throttled is not None:
@@ -142,6 +142,14 @@ class Graph:
 
     def _inject(self, probability: float) -> bool:
         return bool(probability) and self.rng.random() < probability
+
+    def _aimed(self, request: Request, probability: float) -> bool:
+        """An injection limited to the requests the faults aim at (``Faults.only``, ``Faults.limit``)."""
+        if not probability or not self.faults.aims_at("/".join(request.parts())):
+            return False
+        hit = self._inject(probability)
+        self.faults.injected += hit
+        return hit
 
     def _injected_429(self, message: str) -> GraphError:
         headers = {

@@ -85,6 +85,14 @@ def main(argv: list[str]) -> int:
         if result.returncode != 0:
             return fail(result.stderr.strip())
         state["resources"] = True
+    elif command == "preview":
+        # FAKE_PULUMI_PREVIEW_DIFF: the diff a real preview would print; with --expect-no-changes
+        # the CLI then fails with its own message.
+        diff = os.environ.get("FAKE_PULUMI_PREVIEW_DIFF", "")
+        sys.stdout.write(diff + "\n" if diff else "Resources:\n    unchanged\n")
+        if diff and "--expect-no-changes" in args:
+            return fail("no changes were expected but changes were proposed")
+        return 0
     elif command == "stack output":
         sys.stdout.write((backend / f"{stack}.outputs.json").read_text())
         return 0

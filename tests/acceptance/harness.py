@@ -2,7 +2,8 @@
 
 Everything a user would do, in order, with the real tools: provision a throwaway stack with the
 real Pulumi CLI (local backend in a temporary directory, passphrase secrets provider), export the
-bundle, wait for consent with ``revoke-ops doctor --wait``, revoke a disposable test user by id, by
+bundle, check that a second run proposes no changes (``pulumi preview --expect-no-changes``), wait for
+consent with ``revoke-ops doctor --wait``, revoke a disposable test user by id, by
 UPN, through a group and from a file (every revoke-ops run sends JSON ``$batch`` requests), check
 that the user's ``signInSessionsValidFromDateTime`` moved (read independently with msgraph-sdk and
 the app's own User.Read.All), optionally revoke the test user's own sessions through delegated
@@ -226,6 +227,7 @@ class Lifecycle:
             initialised = True
             self._step("config", self.configure)
             self._step("pulumi up", self.up)
+            self._step("preview: no changes", self.preview_no_changes)
             self._step("bundle", self.export_bundle)
             self._step("doctor --wait", self.doctor)
             self._step("revoke by id", lambda: self.revoke("revoke by id", "--user", self.settings.user_id))
@@ -342,6 +344,18 @@ class Lifecycle:
     def up(self) -> str:
         self._pulumi("pulumi up", "up", "--stack", self.stack, "--yes")
         return self.display_name
+
+    def preview_no_changes(self) -> str:
+        """Right after ``up`` the program must propose nothing: what it sends is what the providers read back.
+
+        Here the real providers show what the mocks can only model (issue 9 A2/A4): a certificate
+        ``end_date`` (force-new) that differs from azuread's UTC whole-second read-back would be a
+        replacement on every ``up``, service-principal tags a diff (Graph returns the app's too).
+        ``--expect-no-changes``: "Return an error if any changes are proposed by this preview";
+        ``--diff`` shows what changed in the step's message.
+        """
+        self._pulumi("preview: no changes", "preview", "--stack", self.stack, "--expect-no-changes", "--diff")
+        return "a second run proposes no changes (no certificate replaced, no tags diff)"
 
     def export_bundle(self) -> str:
         out = self._pulumi("bundle", "stack", "output", "--stack", self.stack, "--json", "--show-secrets").stdout

@@ -165,6 +165,7 @@ def test_the_lifecycle_provisions_revokes_every_way_checks_valid_from_and_destro
         ("stack init", "ok"),
         ("config", "ok"),
         ("pulumi up", "ok"),
+        ("preview: no changes", "ok"),
         ("bundle", "ok"),
         ("doctor --wait", "ok"),
         ("revoke by id", "ok"),
@@ -179,7 +180,14 @@ def test_the_lifecycle_provisions_revokes_every_way_checks_valid_from_and_destro
     ], report.text()
     commands = rig.commands()
     assert commands[:2] == ["stack init", "config set"]
-    assert [c for c in commands if c != "config set"] == ["stack init", "up", "stack output", "destroy", "stack rm"]
+    assert [c for c in commands if c != "config set"] == [
+        "stack init",
+        "up",
+        "preview",
+        "stack output",
+        "destroy",
+        "stack rm",
+    ]
     # the stack was configured as the operator asked (with the group, reads need GroupMember.Read.All)
     configured = [json.loads(line) for line in rig.log.read_text().splitlines() if '"config"' in line]
     pairs = {a[-2]: a[-1] for a in (c[:-1] if c[-1] == "--non-interactive" else c for c in configured)}
@@ -212,6 +220,25 @@ def test_a_revocation_that_does_not_show_in_valid_from_fails_and_the_stack_is_st
     assert rig.commands()[-2:] == ["destroy", "stack rm"]
     assert rig.apps_named(lifecycle.display_name) == []
     assert not rig.workdir.exists()
+
+
+def test_a_second_run_that_proposes_changes_fails_showing_the_diff_and_the_stack_is_destroyed(rig: Rig):
+    # What the real providers would show if the certificate's end date were sent as pulumi-tls
+    # writes it (issue 9 A2): azuread reads it back in UTC whole seconds, and end_date forces a new one.
+    diff = "  +-azuread:index/applicationCertificate:ApplicationCertificate: (replace)\n      ~ endDate: ..."
+    rig.env["FAKE_PULUMI_PREVIEW_DIFF"] = diff
+    lifecycle = rig.lifecycle(rig.settings())
+    with pytest.raises(AcceptanceError) as err:
+        lifecycle.run()
+    message = str(err.value)
+    assert message.startswith("preview: no changes: `")
+    assert "no changes were expected but changes were proposed" in message and "(replace)" in message
+    statuses = {s.name: s.status for s in lifecycle.report.steps}
+    assert statuses["preview: no changes"] == "failed" and "bundle" not in statuses
+    assert statuses["pulumi destroy"] == "ok" and statuses["stack rm"] == "ok"
+    preview = next(json.loads(line) for line in rig.log.read_text().splitlines() if '"preview"' in line)
+    assert "--expect-no-changes" in preview and "--diff" in preview
+    assert rig.apps_named(lifecycle.display_name) == []
 
 
 def test_when_destroy_fails_the_stack_and_its_state_are_kept_and_said_where(rig: Rig):

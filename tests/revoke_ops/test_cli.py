@@ -207,3 +207,19 @@ def test_the_question_with_targets_on_stdin_is_asked_on_the_terminal(ops: Ops, t
         assert code == 130, seen
         assert "interrupted; nothing was started (no journal was written): nothing was changed" in seen
         assert not journal.exists() and ops.revoked_ids(before) == []
+
+
+def test_the_question_counts_the_runs_exclusions_and_privileged_targets(ops: Ops, tmp_path: Path):
+    # Issue 11 #9, where the operator reads it: one --exclude said "2 excluded" (its id and its UPN), and
+    # "privileged first" was the tenant's count of role holders, not the targets'. An admin named twice
+    # (by id and by UPN) is one privileged target.
+    people = _members(ops, 5, 300)
+    security, helpdesk = ops.user("admin.security"), ops.user("admin.helpdesk")
+    lines = [u.id for u in people] + [security.id, security.user_principal_name.upper(), helpdesk.user_principal_name]
+    before = len(ops.run.revocations())
+    argv = ["revoke", "--from-file", "-", "--exclude", people[0].user_principal_name, "--journal", str(tmp_path / "j")]
+    code, seen = _pty_run(ops, argv, "".join(f"{line}\n" for line in lines), b"n\n")
+    assert code == 2, seen
+    assert "(1 excluded, 2 privileged first)" in seen, seen
+    assert "stopped at the confirmation: nothing was changed" in seen
+    assert ops.revoked_ids(before) == []

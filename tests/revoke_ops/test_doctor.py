@@ -46,9 +46,18 @@ def checks(result: Any) -> dict[str, dict[str, str]]:
     return {c["name"]: c for c in json.loads(result.stdout)}
 
 
-@pytest.mark.parametrize("command", [("doctor",), ("me",), ("revoke", "--user", "operator@" + DOMAIN, "--yes")])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("doctor",),
+        ("me",),
+        ("revoke", "--user", "operator@" + DOMAIN, "--yes"),
+        ("contain", "--user", "user000012@" + DOMAIN, "--yes"),
+    ],
+)
 def test_one_device_code_per_command(sandbox: Running, tmp_path: Path, signed_in_as: Any, command: tuple[str, ...]):
-    ops = delegated_ops(sandbox, tmp_path, f"one-code-{command[0]}", ("User.RevokeSessions.All", "User.Read.All"))
+    scopes = ("User.RevokeSessions.All", "User.Read.All", "User.EnableDisableAccount.All")
+    ops = delegated_ops(sandbox, tmp_path, f"one-code-{command[0]}", scopes)
     signed_in_as("operator")
     result = ops.cli(*command, "--delegated")
     assert result.stderr.count(PROMPT) == 1, result.stderr
@@ -114,6 +123,19 @@ def test_doctor_delegated_warns_about_nested_operator_groups(sandbox: Running, t
     assert "has nested groups: sales-emea" in found["operators group"]["detail"]
     assert nested.id in found["operators group"]["detail"]
     assert "App assignment does not follow nested groups" in found["operators group"]["detail"]
+
+
+def test_doctor_delegated_says_when_the_operators_group_cannot_be_read(
+    sandbox: Running, tmp_path: Path, signed_in_as: Any
+):
+    group = sandbox.sandbox.tenant.group_named("compromised-sales")
+    ops = delegated_ops(sandbox, tmp_path, "doctor-group-unread", ("User.RevokeSessions.All",), operatorsGroup=group.id)
+    signed_in_as("operator")
+    result = ops.cli("doctor", "--delegated", "--output", "json")
+    detail = checks(result)["operators group"]
+    assert detail["status"] == "warn", result.stdout
+    assert f"the operators group {group.id} could not be read (403 " in detail["detail"], detail
+    assert "needs GroupMember.Read.All" in detail["detail"]
 
 
 def test_me_says_who_when_and_that_it_writes_no_journal(sandbox: Running, tmp_path: Path, signed_in_as: Any):

@@ -92,10 +92,60 @@ def test_without_user_read_no_form_of_exclusion_is_ever_revoked(
     before = len(ops.run.revocations())
     args = [a for t in targets for a in ("--user", t)] + [a for e in exclusions for a in ("--exclude", e)]
     result = limited.cli("revoke", *args, "--yes")
-    assert result.returncode in (0, 1, 2), result.stderr
     assert protected.id not in ops.revoked_ids(before), (targets, exclusions, result.stderr)
-    if result.returncode == 2:
+    # The rule, per target: the run goes ahead only when every target and every exclusion are in one form.
+    kinds = {f.lower() for f in target_forms + exclusion_forms}
+    if len(kinds) > 1:
+        assert result.returncode == 2, (targets, exclusions, result.stderr)
+        assert "cannot be matched without the Microsoft Graph permission User.Read.All" in result.stderr
         assert ops.revoked_ids(before) == [], "a refused run changes nothing"
+    else:
+        assert result.returncode == 0, (targets, exclusions, result.stderr)
+        named_ids = {people[1 + i % 2].id for i in range(len(target_forms)) if not (excluded_is_target and i == 0)}
+        assert set(ops.revoked_ids(before)) == named_ids, (targets, exclusions)
+
+
+def _group(ops: Ops, name: str, members: list[Any]) -> Any:
+    tenant = ops.run.sandbox.tenant
+    try:
+        return tenant.group_named(name)
+    except StopIteration:
+        return ops.run.sandbox.call(tenant.add_group, name, [u.id for u in members])
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    exclusion_forms=st.lists(st.sampled_from(["id", "ID", "upn", "UPN"]), min_size=1, max_size=3),
+    protected_is_member=st.booleans(),
+    decoy=st.sampled_from([None, "id", "upn"]),
+)
+def test_without_user_read_a_group_run_never_revokes_an_excluded_member(
+    ops: Ops, tmp_path: Path, exclusion_forms: list[str], protected_is_member: bool, decoy: str | None
+):
+    """Issue 10 #2 for groups: with GroupMember.Read.All but not User.Read.All the members arrive as
+    object ids only, so an exclusion by UPN (any case) can never be matched: the run is refused, even
+    when another exclusion (a decoy) is an object id; exclusions by object id (any case) are matched."""
+    limited = _ops_with(ops, tmp_path, "members-only-prop", MEMBERS_ONLY)
+    people = _members(ops, 4, 200)
+    protected, outsider = people[0], people[3]
+    members = people[:3] if protected_is_member else people[1:3]
+    group = _group(ops, f"prop-group-{'with' if protected_is_member else 'without'}", members)
+
+    def named(user: Any, form: str) -> str:
+        value = user.id if form.lower() == "id" else user.user_principal_name
+        return value.upper() if form.isupper() else value
+
+    exclusions = [named(protected, f) for f in exclusion_forms] + ([named(outsider, decoy)] if decoy else [])
+    before = len(ops.run.revocations())
+    result = limited.cli("revoke", "--group", group.id, *[a for e in exclusions for a in ("--exclude", e)], "--yes")
+    assert protected.id not in ops.revoked_ids(before), (exclusions, result.stderr)
+    if any(f.lower() == "upn" for f in exclusion_forms) or decoy == "upn":
+        assert result.returncode == 2, (exclusions, result.stderr)
+        assert "User.Read.All" in result.stderr
+        assert ops.revoked_ids(before) == [], "a refused run changes nothing"
+    else:
+        assert result.returncode == 0, (exclusions, result.stderr)
+        assert sorted(ops.revoked_ids(before)) == sorted(u.id for u in people[1:3])
 
 
 def test_one_user_named_by_upn_and_by_id_is_revoked_and_counted_once(ops: Ops):

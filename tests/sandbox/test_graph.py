@@ -323,6 +323,28 @@ def test_injected_faults(sandbox: Running, full: AppCredentials):
         sandbox.settings(faults={"reset": 0.0})
 
 
+def test_injected_faults_can_be_aimed_at_one_path_a_number_of_times(sandbox: Running, full: AppCredentials):
+    # A test tool (issue 9 A8/A9): fail only the privileged-membership check, or only the first
+    # few revocations, with the Retry-After a test asks for.
+    users = sandbox.sandbox.tenant.users[81:84]
+    items = [
+        {"id": "1", "method": "GET", "url": f"/users/{users[0].id}"},
+        {"id": "2", "method": "POST", "url": f"/users/{users[1].id}/revokeSignInSessions", **WRITE_ITEM},
+        {"id": "3", "method": "POST", "url": f"/users/{users[2].id}/revokeSignInSessions", **WRITE_ITEM},
+    ]
+    sandbox.settings(faults={"error_5xx": 1.0, "only": "revokeSignInSessions", "limit": 1, "retry_after_5xx": 7})
+    try:
+        first = {r["id"]: r for r in batch(sandbox, full, items).json()["responses"]}
+        second = {r["id"]: r for r in batch(sandbox, full, items).json()["responses"]}
+    finally:
+        sandbox.settings(faults={"error_5xx": 0.0, "only": "", "limit": 0, "retry_after_5xx": 1})
+    assert first["1"]["status"] == 200, "another path: not aimed at"
+    assert sorted(r["status"] for r in (first["2"], first["3"])) == [200, 503], "one injection only"
+    failed = first["2"] if first["2"]["status"] == 503 else first["3"]
+    assert failed["headers"]["Retry-After"] == "7"
+    assert [second[i]["status"] for i in "123"] == [200, 200, 200], "the limit was reached"
+
+
 def test_delegated_revocation_follows_directory_roles(sandbox: Running):
     creds = sandbox.app("ops-delegated", scopes=("User.RevokeSessions.All", "User.Read.All"), public_client=True)
     ordinary = sandbox.sandbox.tenant.users[90]
