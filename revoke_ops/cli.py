@@ -205,6 +205,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
         progress.total = confirmation.targets
         return True if args.yes else _ask(confirmation.question(), "-" in args.from_file)
 
+    ticker = asyncio.create_task(progress.ticking())  # -v without a terminal: a line every 10 s
     try:
         result = await (contain if containing else revoke)(
             identity,
@@ -215,6 +216,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
             on_settled=settled.append if args.dry_run else None,
         )
     finally:
+        ticker.cancel()
         progress.close()
         await identity.close()
     summary = result.summary
