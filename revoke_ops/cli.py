@@ -38,6 +38,7 @@ from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
 from revoke_ops.output import Progress, Writer, writer
 from revoke_ops.redact import RedactingFilter, redact
+from revoke_ops.request import how_to_continue
 
 __all__ = ["ExitCode", "main"]
 
@@ -203,6 +204,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
         progress.total = confirmation.targets
         return True if args.yes else _ask(confirmation.question(), "-" in args.from_file)
 
+    ticker = asyncio.create_task(progress.ticking())  # -v without a terminal: a line every 10 s
     try:
         result = await (contain if containing else revoke)(
             identity,
@@ -213,6 +215,7 @@ async def _revoke(args: argparse.Namespace, out: Writer) -> int:
             on_settled=settled.append if args.dry_run else None,
         )
     finally:
+        ticker.cancel()
         progress.close()
         await identity.close()
     summary = result.summary
@@ -259,8 +262,8 @@ def _interrupt_note(request: Any) -> Any:
         path = request.resume or request.journal
         if path is None or not Path(path).exists():
             return "nothing was started (no journal was written): nothing was changed"
-        command = request.spec().get("command", "revoke")
-        return f"the journal {path} is intact: continue with `revoke-ops {command} --resume {path}`"
+        how = how_to_continue(path, str(request.spec().get("command", "revoke")), stdin="-" in request.files)
+        return f"the journal {path} is intact: {how}"
 
     return note
 

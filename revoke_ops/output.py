@@ -14,6 +14,7 @@ a document already started) so automation always reads one parseable answer.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -258,6 +259,7 @@ class Progress:
         self.started = clock()
         self.shown = 0.0
         self.logged = self.started
+        self.last: Summary | None = None  # the latest counts, for lines logged between outcomes
 
     def _counts(self, summary: Summary) -> tuple[int, str, str]:
         done = sum(summary.counts.values())
@@ -268,11 +270,9 @@ class Progress:
 
     def __call__(self, summary: Summary) -> None:
         now = self.clock()
+        self.last = summary
         if self.log_lines and now - self.logged >= self.interval:
-            self.logged = now
-            done, eta, counts = self._counts(summary)
-            of = f" of {self.total}" if self.total else ""
-            log.info("progress: %d%s users after %.0f s%s; %s", done, of, now - self.started, eta, counts or "-")
+            self._log(now, summary)
         if not self.bar or now - self.shown < 0.2:
             return
         self.shown = now
@@ -283,6 +283,26 @@ class Progress:
         of = f"/{self.total}" if self.total else ""
         self.err.write(f"\r{done}{of} users{rate}{eta} {counts}\x1b[K")
         self.err.flush()
+
+    def _log(self, now: float, summary: Summary | None) -> None:
+        self.logged = now
+        of = f" of {self.total}" if self.total else ""
+        if summary is None:
+            log.info("progress: 0%s users after %.0f s; none sent yet", of, now - self.started)
+            return
+        done, eta, counts = self._counts(summary)
+        log.info("progress: %d%s users after %.0f s%s; %s", done, of, now - self.started, eta, counts or "-")
+
+    async def ticking(self) -> None:
+        """Log a line every ``interval`` also while no outcome arrives (a paced or throttled run waits
+        minutes between batches: without this its log stopped, and the run looked hung)."""
+        if not self.log_lines:
+            return
+        while True:
+            await asyncio.sleep(max(0.5, self.logged + self.interval - self.clock()))
+            now = self.clock()
+            if now - self.logged >= self.interval:
+                self._log(now, self.last)
 
     def close(self) -> None:
         if self.bar:

@@ -120,6 +120,22 @@ def exclusion_values(request: RevokeRequest) -> list[str]:
     return values
 
 
+#: How to carry on after a run that read its targets from stdin (such a run cannot be resumed).
+STDIN_RERUN = (
+    "Save the list to a file and start a new run with --from-file FILE (users already revoked are revoked "
+    "again, which is harmless)"
+)
+
+
+def how_to_continue(journal: Path | str | None, command: str = "revoke", *, stdin: bool = False) -> str:
+    """The command that carries on a stopped run: its ``--resume``, or (targets from stdin) a new run."""
+    if stdin:
+        return f"its targets came from standard input, which a resume cannot read again: {STDIN_RERUN}"
+    if journal is None:
+        return "run the same command again"
+    return f"run `revoke-ops {command} --resume {journal}`"
+
+
 def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[RevokeRequest, list[str]]:
     """The request a journal recorded, with the resume's own settings and any added exclusions.
 
@@ -180,7 +196,8 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
     if "-" in original.files:
         raise InputError(
             f"--resume {request.resume}: that run read its targets from standard input, which cannot be read "
-            "again the same way; save the list to a file and start a new run with --from-file"
+            "again the same way (a resume fed another list would revoke the wrong users and leave the first "
+            f"list's rest unrevoked); nothing was changed. {STDIN_RERUN}"
         )
     if "-" in original.exclude_files:
         raise InputError(

@@ -90,6 +90,11 @@ def _local_targets(plan: Plan) -> Iterator[Target]:
                     yield item
 
 
+def _privileged_first(plan: Plan) -> list[Target]:
+    """The local targets that hold a directory role: sent before the rest (read once, held in memory)."""
+    return [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
+
+
 def _chunks(items: Iterable[Target], size: int) -> Iterator[list[Target]]:
     chunk: list[Target] = []
     for item in items:
@@ -166,7 +171,7 @@ async def stream(plan: Plan, session: GraphSession | None, caps: Capabilities) -
 
 async def _local_as_given(plan: Plan) -> AsyncIterator[Item]:
     """Without User.Read.All: revoke as given (by id or UPN); externals only by their #EXT# UPN."""
-    first = [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
+    first = _privileged_first(plan)
     rest = (t for t in _local_targets(plan) if t.key not in plan.privileged)
     for target in itertools.chain(first, rest):
         if _done(plan, target.key):
@@ -180,7 +185,7 @@ async def _local_resolved(plan: Plan, session: GraphSession) -> AsyncIterator[It
     """Local targets looked up in chunks (pipelined), privileged ones first; with activity ordering,
     then those found in the tenant's activity windows, then the rest in the given order (with
     --skip-inactive-days: skipped, as without sign-in activity within N days)."""
-    first = [t for t in _local_targets(plan) if t.key in plan.privileged] if plan.privileged.ids else []
+    first = _privileged_first(plan)
     first_keys = {key_hash(t.key) for t in first}
     for chunk in _chunks(first, LOOKUP_CHUNK):
         for item in await _resolved(plan, session, chunk):

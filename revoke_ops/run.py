@@ -33,7 +33,14 @@ from revoke_ops.errors import InputError, RevokeOpsError
 from revoke_ops.graph import GraphSession
 from revoke_ops.journal import Journal, JournalState, default_journal_path, now_iso, read_journal
 from revoke_ops.outcomes import NOT_REVOKED
-from revoke_ops.request import RevokeRequest, check_sources, exclusion_values, input_digest, resumed_request
+from revoke_ops.request import (
+    RevokeRequest,
+    check_sources,
+    exclusion_values,
+    how_to_continue,
+    input_digest,
+    resumed_request,
+)
 from revoke_ops.resolve import Capabilities, Plan, Privileged, find_privileged, resolve_exclusions, stream
 from revoke_ops.retry import READ
 from revoke_ops.targets import TargetFile, validate_files
@@ -356,7 +363,8 @@ async def execute(
     if prepared.plan.ordering_stopped:
         warnings.append(prepared.plan.ordering_stopped)
     command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
-    incomplete = _stopped(summary, journal.path if journal else None, command) or _short_listing(
+    stdin = "-" in prepared.request.files
+    incomplete = _stopped(summary, journal.path if journal else None, command, stdin=stdin) or _short_listing(
         prepared, summary, command
     )
     if incomplete:
@@ -400,12 +408,12 @@ async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]]
 SHORT_LISTING = 0.9
 
 
-def _stopped(summary: Summary, journal: Path | None, command: str = "revoke") -> str | None:
+def _stopped(summary: Summary, journal: Path | None, command: str = "revoke", *, stdin: bool = False) -> str | None:
     """The engine stopped sending (tokens kept failing): say so, with how to carry on."""
     if not summary.stopped:
         return None
-    where = f"revoke-ops {command} --resume {journal}" if journal else "the same command again"
-    return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, run `{where}`"
+    how = how_to_continue(journal, command, stdin=stdin)
+    return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, {how}"
 
 
 def _short_listing(prepared: Prepared, summary: Summary, command: str = "revoke") -> str | None:

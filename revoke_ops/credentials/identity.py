@@ -158,6 +158,10 @@ class Renewable(Protocol):
 
     async def close(self) -> None: ...
 
+    async def __aenter__(self) -> Any: ...
+
+    async def __aexit__(self, *exc: Any) -> None: ...
+
 
 @dataclass(kw_only=True)
 class Identity:
@@ -172,7 +176,7 @@ class Identity:
     authority_host: str
     graph_endpoint: str
     graph_scope: str
-    credential: Any  # azure.core.credentials_async.AsyncTokenCredential
+    credential: Renewable  # an azure-core AsyncTokenCredential that can also renew itself
     kind: CredentialKind
     description: str
     bundle: Bundle | None = None

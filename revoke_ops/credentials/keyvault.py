@@ -43,6 +43,7 @@ from revoke_ops.credentials.identity import (
 from revoke_ops.credentials.tenant import resolve_where
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.facts import CLOUDS, KeyVaultCertificateRef, parse_key_vault_certificate
+from revoke_ops.facts import thumbprint as certificate_thumbprint
 
 if TYPE_CHECKING:
     from revoke_ops.bundle import Bundle
@@ -195,7 +196,7 @@ def key_vault_identity(
     if not found.cer or not found.key_id:
         raise AuthError(f"Key Vault returned {label} without its certificate or key id (still pending?)")
     der = bytes(found.cer)
-    thumbprint = hashlib.sha1(der).hexdigest().upper()  # noqa: S324  # Entra's thumbprint is SHA-1
+    thumbprint = certificate_thumbprint(der)  # Entra's thumbprint is SHA-1
     if bundle is not None and thumbprint not in {c.thumbprint for c in bundle.certificates}:
         log.warning(
             "the Key Vault certificate %s (%s) is not among the bundle's registered certificates: sign-in will fail "

@@ -109,6 +109,20 @@ def test_verbose_progress_logs_a_line_every_10_seconds_when_stderr_is_not_a_term
     ]
 
 
+def test_the_progress_bars_first_frames_show_no_rate():
+    # Issue 11 #24: the first frame showed a rate from a handful of users over milliseconds.
+    now, err = [0.0], io.StringIO()
+    progress = Progress(100, bar=True, log_lines=False, clock=lambda: now[0], err=err)
+    summary = Summary()
+    summary.counts[next(iter(summary.counts))] += 20
+    now[0] = 0.3
+    progress(summary)
+    assert err.getvalue().startswith("\r20/100 users ") and "/s" not in err.getvalue()
+    now[0] = 2.0
+    progress(summary)
+    assert "20/100 users 10.0/s" in err.getvalue()
+
+
 # -- end to end ------------------------------------------------------------------------------------
 def _members(ops: Ops, n: int, start: int) -> list[Any]:
     return [u for u in ops.run.sandbox.tenant.users[start : start + 60] if u.user_type == "Member"][:n]

@@ -6,16 +6,24 @@ import asyncio
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from azure.identity import aio
 
 from revoke_ops.bundle import parse_bundle
-from revoke_ops.credentials import certificate_identity, delegated_identity, platform_identity
+from revoke_ops.credentials import Identity, certificate_identity, delegated_identity, platform_identity
+from revoke_ops.credentials.identity import RenewableCredential
 from revoke_ops.errors import AuthError, InputError
 from revoke_ops.graph import GraphSession
 from tests.certs import make_certificate
 from tests.revoke_ops.test_bundle import BUNDLE
+
+
+def current(identity: Identity) -> Any:
+    """The azure-identity credential an identity's renewable wrapper holds now."""
+    assert isinstance(identity.credential, RenewableCredential)
+    return identity.credential.current
 
 
 def key_file(tmp_path: Path, key_type: str = "rsa", mode: int = 0o600) -> Path:
@@ -89,7 +97,7 @@ def test_bundle_endpoints_decide_where_requests_go(tmp_path: Path):
     )
     identity = certificate_identity(bundle=bundle)
     assert identity.graph_endpoint == "https://graph.microsoft.us/v1.0"
-    assert identity.credential.current._client._authority == "https://login.microsoftonline.us"
+    assert current(identity)._client._authority == "https://login.microsoftonline.us"
     asyncio.run(identity.close())
 
 
@@ -108,7 +116,7 @@ def test_key_problems_are_input_errors(tmp_path: Path):
 def test_managed_identity_selection(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-2222-4333-8444-555555555555")
     identity = platform_identity("managed-identity", bundle=parse_bundle(BUNDLE))
-    assert isinstance(identity.credential.current, aio.ManagedIdentityCredential)
+    assert isinstance(current(identity), aio.ManagedIdentityCredential)
     assert identity.tenant_id == BUNDLE["tenantId"]
     assert identity.description == "managed identity 11111111-2222-4333-8444-555555555555"
     assert identity.client_id == "11111111-2222-4333-8444-555555555555", "the identity's own client id, not the app's"
@@ -128,7 +136,7 @@ def test_workload_identity_selection(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     monkeypatch.setenv("AZURE_CLIENT_ID", BUNDLE["clientId"])
     monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
     identity = platform_identity("workload-identity", cloud="china")
-    assert isinstance(identity.credential.current, aio.WorkloadIdentityCredential)
+    assert isinstance(current(identity), aio.WorkloadIdentityCredential)
     assert identity.graph_endpoint == "https://microsoftgraph.chinacloudapi.cn/v1.0"
     asyncio.run(identity.close())
     monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE")
@@ -147,7 +155,7 @@ def test_azure_pipelines_selection(monkeypatch: pytest.MonkeyPatch):
     }.items():
         monkeypatch.setenv(name, value)
     identity = platform_identity("azure-pipelines")
-    assert isinstance(identity.credential.current, aio.AzurePipelinesCredential)
+    assert isinstance(current(identity), aio.AzurePipelinesCredential)
     asyncio.run(identity.close())
 
 
@@ -244,12 +252,17 @@ class _Refusing:
     def __init__(self, err: Exception) -> None:
         self.err = err
 
-    async def get_token(self, *scopes: str, **kwargs: object) -> object:
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
         raise self.err
 
     async def renew(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    async def __aenter__(self) -> _Refusing:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None: ...
 
 
 @pytest.mark.parametrize(

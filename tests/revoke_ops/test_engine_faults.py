@@ -9,6 +9,7 @@ helper's timeout) and restores the sandbox.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -105,6 +106,70 @@ def test_an_exclusion_lookup_answered_without_value_is_not_does_not_exist(
     assert result.returncode == 4, result.stderr
     assert "do not exist" not in result.stderr and "no 'value' list" in result.stderr
     assert len(ops.run.revocations()) == before
+
+
+def test_a_target_lookup_answered_without_value_is_not_not_found(
+    ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    users = internal(ops, 440, 3)
+    targets = tmp_path / "upns.txt"
+    targets.write_text("".join(f"{u.user_principal_name}\n" for u in users))
+    journal = tmp_path / "j.jsonl"
+    before = len(ops.run.revocations())
+    wrap_graph(ops, monkeypatch, _pages_without_value(None))
+    result = ops.cli("revoke", "--from-file", str(targets), "--yes", "--output", "json", "--journal", str(journal))
+    # A garbage 200 to the lookup is an unreadable answer: the run fails, no user is called not_found.
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "no 'value' list" in result.stderr, result.stderr
+    assert "not_found" not in result.stdout and "no such user" not in result.stdout + result.stderr
+    outcomes = [r for r in journal_lines(journal) if r["type"] == "outcome"] if journal.exists() else []
+    assert not [r for r in outcomes if r["outcome"] == "not_found"], outcomes
+    assert len(ops.run.revocations()) == before
+
+
+def test_a_whole_tenant_listing_answered_without_value_fails_and_revokes_nobody(
+    ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    before = len(ops.run.revocations())
+    wrap_graph(ops, monkeypatch, _pages_without_value(None))
+    result = ops.cli("revoke", "--all-users", "--yes", "--journal", str(tmp_path / "j.jsonl"))
+    # Was: exit 0 with a handful of users revoked, the rest of the tenant silently left out.
+    assert result.returncode == 4, result.stdout + result.stderr
+    assert "no 'value' list" in result.stderr, result.stderr
+    assert len(ops.run.revocations()) == before
+
+
+def _listing_cut_short(keep: int) -> Wrapper:
+    """The first page of a whole-tenant listing holds only ``keep`` users and no @odata.nextLink."""
+
+    def wrap(original: Handler, request: Request, auth: str | None) -> Response:
+        response = original(request, auth)
+        listing = request.method == "GET" and request.path.rstrip("/") == "/users" and "$filter" not in request.query
+        if listing and response.status == 200 and isinstance(response.body, dict):
+            body = {k: v for k, v in response.body.items() if k != "@odata.nextLink"}
+            body["value"] = list(response.body.get("value", []))[:keep]
+            return Response(200, body, response.headers)
+        return response
+
+    return wrap
+
+
+def test_a_whole_tenant_listing_far_below_graphs_count_is_reported_not_success(
+    ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    tenant_users = len(ops.run.sandbox.tenant.users)
+    journal = tmp_path / "j.jsonl"
+    wrap_graph(ops, monkeypatch, _listing_cut_short(10))
+    result = ops.cli("revoke", "--all-users", "--yes", "--output", "json", "--journal", str(journal))
+    # Was: exit 0 with 10 of the tenant's users revoked and nothing said.
+    assert result.returncode == 1, result.stdout + result.stderr
+    shown = re.search(
+        r"the listing ended after (\d+) user\(s\) where Microsoft Graph counted about (\d+)", result.stderr
+    )
+    assert shown, result.stderr
+    seen, counted = int(shown[1]), int(shown[2])
+    assert seen < 30 < counted <= tenant_users  # the listed 10, and the privileged users sent first
+    assert sum(json.loads(result.stdout)["summary"]["outcomes"].values()) == seen
 
 
 # -- issue 10 #7: Retry-After is capped, logged at -v, and counts as a failed attempt ------------

@@ -140,6 +140,40 @@ def test_an_entra_export_with_multiline_addresses_revokes_exactly_its_users(ops:
     assert sorted(ops.revoked_ids(before)) == sorted(u.id for u in people)
 
 
+def test_a_run_fed_from_stdin_is_never_resumed_with_other_input(
+    ops: Ops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Issue 10 #4: a resume fed list B used to revoke B's users and leave the rest of list A
+    unrevoked and unreported, exit 0. A stdin run cannot be resumed; its stop says what to do instead."""
+    from tests.revoke_ops.test_engine import internal
+    from tests.revoke_ops.test_engine_faults import token_outage
+
+    first, second = internal(ops, 160, 200), internal(ops, 420, 5)
+    journal = tmp_path / "j.jsonl"
+    before = len(ops.run.revocations())
+    token_outage(ops, monkeypatch, seconds=None)  # the run stops part-way: tokens kept failing
+    common = ("--yes", "--write-rate", "40", "--write-burst", "20", "--max-attempts", "3")
+    stopped = ops.cli(
+        "revoke", "--from-file", "-", *common, "--journal", str(journal), stdin="".join(f"{u.id}\n" for u in first)
+    )
+    assert stopped.returncode == 1, stopped.stderr
+    assert "its targets came from standard input, which a resume cannot read again" in stopped.stderr
+    assert "start a new run with --from-file FILE" in stopped.stderr
+    assert f"--resume {journal}" not in stopped.stderr, "the hint must not point at a resume that is refused"
+    sent = ops.revoked_ids(before)
+    assert 0 < len(sent) < len(first)
+    assert json.loads(journal.read_text().splitlines()[-1])["completed"] is False
+
+    monkeypatch.undo()  # the outage is over
+    other = "".join(f"{u.id}\n" for u in second)
+    for argv in (("--resume", str(journal), "--from-file", "-", "--yes"), ("--resume", str(journal), "--yes")):
+        resumed = ops.cli("revoke", *argv, stdin=other)
+        assert resumed.returncode == 2, resumed.stderr
+        assert f"--resume {journal}: that run read its targets from standard input" in resumed.stderr
+        assert "nothing was changed" in resumed.stderr
+    assert ops.revoked_ids(before) == sent, "nobody of the second list (or the first) was revoked by a resume"
+
+
 def test_a_header_only_csv_and_an_empty_stdin_are_usage_errors(ops: Ops, tmp_path: Path):
     # Issue 11 #7: `failing-query | revoke-ops revoke --from-file - --yes` and a CSV with only its header
     # printed "revoked 0" and exited 0; no targets after reading the input is exit 2, like no target options.
