@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -83,3 +84,25 @@ def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incompl
     resumed = ops.cli("revoke", "--resume", str(journal), "--yes")
     assert resumed.returncode == 0, resumed.stderr
     assert ops.cli("verify", "--journal", str(journal)).returncode == 0
+
+
+def test_a_user_the_run_could_not_revoke_is_failed_in_verify(ops: Ops, tmp_path: Path):
+    # Issue 11 #6: verify gives `failed` (exit 1) to a user the journal says failed when Graph shows the
+    # revocation did not happen, beside the users it confirms.
+    people = [u for u in ops.run.sandbox.tenant.users[520:560] if u.user_type == "Member"][:3]
+    journal = tmp_path / "j.jsonl"
+    ops.run.settings(faults={"error_5xx": 1.0, "only": f"{people[0].id}/revokeSignInSessions"})
+    try:
+        args = [a for u in people for a in ("--user", u.id)]
+        run = ops.cli("revoke", *args, "--journal", str(journal), "--max-attempts", "2")
+    finally:
+        ops.run.settings(faults={"error_5xx": 0.0, "only": ""})
+    assert run.returncode == 1, run.stderr
+    verify = ops.cli("verify", "--journal", str(journal), "--output", "json")
+    assert verify.returncode == 1, verify.stderr
+    body = json.loads(verify.stdout)
+    assert body["verdicts"] == {"accounted": 2, "not_revoked": 0, "failed": 1, "not_found": 0, "incomplete": 0}
+    assert [(e["id"], e["verdict"]) for e in body["notVerified"]] == [(people[0].id, "failed")]
+    table = ops.cli("verify", "--journal", str(journal))
+    assert re.search(rf"^failed\s+{people[0].id}", table.stdout, re.M), table.stdout
+    assert "NOT every target is accounted for" in table.stdout
