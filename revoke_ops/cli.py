@@ -105,6 +105,7 @@ def _identity(args: argparse.Namespace) -> Identity:
             cloud=args.cloud,
             client_id=args.client_id,
             tenant_id=args.tenant_id,
+            allow_custom_cloud=args.allow_custom_cloud,
         )
     if args.credential == "github-actions":
         return github_actions_identity(
@@ -321,7 +322,18 @@ async def _bundle_check(args: argparse.Namespace, out: Writer) -> int:
         log.warning("%s", note)
     if problems:
         raise InputError("\n".join(f"{args.file}: {p}" for p in problems))
-    key = "private key included" if bundle.private_key_pem else "no private key (supply --certificate)"
+    vault = next((c.key_vault_certificate for c in bundle.certificates if c.key_vault_certificate), None)
+    if bundle.private_key_pem:
+        key = "private key included"
+    elif vault:
+        key = f"no private key: Key Vault holds it (--key-vault-certificate {vault})"
+    elif bundle.federated_credentials and not bundle.certificates:
+        key = (
+            f"no key at all: {len(bundle.federated_credentials)} federated credential(s) "
+            "(--credential github-actions, azure-pipelines or workload-identity)"
+        )
+    else:
+        key = "no private key (supply --certificate)"
     out.message(
         f"{args.file}: valid bundle for tenant {bundle.tenant_id}, client {bundle.client_id}, "
         f"cloud {bundle.cloud}, mode {bundle.permission_mode}, {len(bundle.certificates)} certificate(s), {key}"

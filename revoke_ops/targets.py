@@ -6,16 +6,18 @@ file and line. A second pass streams the targets to the engine.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import io
 import os
 import re
-import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from revoke_ops.errors import InputError
 
@@ -71,6 +73,50 @@ def _column_name(cell: str) -> str:
     return (template.group(1) if template else cell).strip().lower()
 
 
+def _spool_stdin() -> int:
+    """Copy stdin into a private file that is unlinked before anything is written to it.
+
+    The file is created 0600 (``O_EXCL | O_NOFOLLOW``) in a fresh 0700 directory, then the file
+    and the directory are removed at once: the open descriptor is all that remains, so the list
+    is never left on disk, not after an error, Ctrl-C or SIGKILL either (issue 10 #14).
+    """
+    directory = tempfile.mkdtemp(prefix="revoke-ops-stdin-")  # 0700
+    spool = os.path.join(directory, "targets.txt")
+    try:
+        fd = os.open(spool, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(spool)
+        os.rmdir(directory)
+    try:
+        with os.fdopen(os.dup(fd), "w", encoding="utf-8") as out:
+            for line in sys.stdin:
+                out.write(line)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _SpoolReader(io.RawIOBase):
+    """Reads the spool's descriptor with its own offset (``pread``): passes never share a position,
+    and closing the reader leaves the descriptor open for the next pass."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._offset = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = os.pread(self._fd, len(buffer), self._offset)
+        buffer[: len(data)] = data
+        self._offset += len(data)
+        return len(data)
+
+
 @dataclass
 class TargetFile:
     """A target file (or stdin, spooled to a private file for the later passes).
@@ -85,29 +131,19 @@ class TargetFile:
     column: int | None = None  # CSV column holding the user, None for one-per-line
     count: int = 0
     duplicates: int = 0
-    _spool_dir: Path | None = None
+    _spool_fd: int | None = None  # the stdin spool: an unlinked file, read with its own offset per pass
     _header_row: int = 0  # the CSV header's row number (csv records, 1-based), 0 for none
     _delimiter: str = ","
     _checked: bool = False
 
     @classmethod
     def open(cls, name: str, option: str = "--from-file") -> TargetFile:
-        """Open ``name`` (``-`` spools stdin into a private 0700 directory, removed by :meth:`cleanup`).
+        """Open ``name`` (``-`` spools stdin into an unlinked private file, closed by :meth:`cleanup`).
 
         :raises InputError: no such file, a directory, or unreadable.
         """
         if name == "-":
-            spool_dir = Path(tempfile.mkdtemp(prefix="revoke-ops-stdin-"))  # 0700
-            spool = spool_dir / "targets.txt"
-            try:
-                fd = os.open(spool, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-                with os.fdopen(fd, "w", encoding="utf-8") as out:
-                    for line in sys.stdin:
-                        out.write(line)
-            except BaseException:
-                shutil.rmtree(spool_dir, ignore_errors=True)
-                raise
-            return cls(spool, "<stdin>", _spool_dir=spool_dir)
+            return cls(Path("-"), "<stdin>", _spool_fd=_spool_stdin())
         path = Path(name)
         if path.is_dir():
             raise InputError(f"{option} {name}: is a directory; give the file that lists the users")
@@ -116,16 +152,23 @@ class TargetFile:
         return cls(path, name)
 
     def cleanup(self) -> None:
-        """Remove the stdin spool (and its directory); nothing for a named file."""
-        if self._spool_dir is not None:
-            shutil.rmtree(self._spool_dir, ignore_errors=True)
+        """Close the stdin spool (its file was never left on disk); nothing for a named file."""
+        if self._spool_fd is not None:
+            os.close(self._spool_fd)
+            self._spool_fd = None
 
     def _text(self) -> Iterator[str]:
         try:
-            with self.path.open("r", encoding="utf-8-sig", newline="") as handle:
+            with self._open() as handle:
                 yield from handle
         except UnicodeDecodeError as err:
             raise InputError(f"{self.label}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+
+    def _open(self) -> io.TextIOBase:
+        if self._spool_fd is None:
+            return self.path.open("r", encoding="utf-8-sig", newline="")
+        reader = io.BufferedReader(_SpoolReader(self._spool_fd))
+        return io.TextIOWrapper(reader, encoding="utf-8-sig", newline="")
 
     def _csv(self) -> Iterator[tuple[int, int, list[str]]]:
         """(row number, first line of the row, cells) for every CSV record of the whole file."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.provisioning.conftest import ROOT
 from tests.revoke_ops.conftest import DOMAIN, Ops, ops  # noqa: F401  # the fixture
 from tests.revoke_ops.test_federated import _actions_run, _keyless_ops
 from tests.sandbox.conftest import Running, sandbox  # noqa: F401  # the fixture ops needs
-from tests.test_pipelines import events, load
+from tests.test_pipelines import events, load, project_copy
 
 
 def steps_of(job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -170,3 +171,35 @@ def test_the_workflow_step_revokes_keyless_as_a_github_job_of_the_revoke_environ
     assert "privateKeyPem" not in keyless.bundle.read_text(), "no key anywhere"
     for text in (result.stdout, result.stderr, journal.read_text(), summary.read_text()):
         assert job["ACTIONS_ID_TOKEN_REQUEST_TOKEN"] not in text and "eyJ" not in text
+
+
+def test_the_run_signs_in_to_the_stacks_own_cloud(tmp_path: Path):
+    """The workflows pass the stack (REVOKE_STACK); revoke-run gives revoke-ops that stack's cloud, read
+    from stacks/deploy.txt and the stack file as the deploy pipelines read it (issue 13 #4, national
+    clouds). revoke-ops here is a stand-in that records its arguments."""
+    (tmp_path / "p").mkdir()
+    root = project_copy(tmp_path / "p", "gov-a\n")
+    (root / "stacks" / "Pulumi.gov-a.yaml").write_text(
+        "config:\n  azuread:tenantId: x\n  revoke-sessions:cloud: usgovernment\n"
+    )
+    (root / "pipelines").mkdir()
+    shutil.copy(ROOT / "pipelines" / "revoke-run", root / "pipelines")
+    stand_in = tmp_path / "bin" / "revoke-ops"
+    stand_in.parent.mkdir()
+    stand_in.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\necho "{}"\n')
+    stand_in.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REVOKE_", "ACTIONS_"))}
+    env |= {
+        "PATH": os.pathsep.join([str(stand_in.parent), str(Path(sys.executable).parent), env["PATH"]]),
+        "ARGS_FILE": str(tmp_path / "args"),
+        "REVOKE_STACK": "gov-a",
+        "REVOKE_USERS": "someone@contoso.us",
+        "REVOKE_REASON": "INC-4",
+        "REVOKE_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    command = [str(root / "pipelines" / "revoke-run"), "dry-run", "--credential", "github-actions"]
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "args").read_text().splitlines()
+    assert args[args.index("--cloud") + 1] == "usgovernment", args
+    assert args[-2:] == ["--credential", "github-actions"]

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ServiceRequestError
 
+from revoke_ops.bundle import custom_cloud_allowed
 from revoke_ops.credentials.identity import (
     CredentialKind,
     Identity,
@@ -139,13 +140,16 @@ def key_vault_identity(
     tenant_id: str | None = None,
     environ: Mapping[str, str] | None = None,
     vault_credential: Any = None,
+    allow_custom_cloud: bool | None = None,
 ) -> Identity:
     """Sign in as the revoker app with a certificate held (non-exportable) in Key Vault.
 
     :param certificate_url: ``https://VAULT.vault.azure.net/certificates/NAME[/VERSION]``.
     :param vault_credential: the operator's sync azure-identity credential for Key Vault
         (default: ``DefaultAzureCredential`` on the bundle's authority, no interactive browser).
-    :raises InputError: a malformed URL, no tenant or client id.
+    :param allow_custom_cloud: a loopback vault (the sandbox's emulated one) is accepted only when
+        custom clouds are (``--allow-custom-cloud``; default ``REVOKE_OPS_ALLOW_CUSTOM_CLOUD=1``).
+    :raises InputError: a malformed URL, a loopback vault outside the sandbox, no tenant or client id.
     :raises AuthError: Key Vault could not be signed in to, refused, or holds no such certificate.
     """
     from azure.identity import ClientAssertionCredential
@@ -153,6 +157,11 @@ def key_vault_identity(
     from azure.keyvault.keys.crypto import CryptographyClient
 
     ref = parse_certificate_url(certificate_url)
+    if ref.loopback and not custom_cloud_allowed(allow_custom_cloud):
+        raise InputError(
+            f"--key-vault-certificate {certificate_url}: a vault on this machine is the sandbox's emulated one; "
+            "your own Key Vault token is sent there only with --allow-custom-cloud (or REVOKE_OPS_ALLOW_CUSTOM_CLOUD=1)"
+        )
     where = resolve_where(bundle=bundle, tenant_id=tenant_id, client_id=client_id, cloud=cloud, environ=environ)
     if not (where.tenant_id and where.client_id):
         raise InputError(

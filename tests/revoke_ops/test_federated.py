@@ -129,6 +129,49 @@ def test_a_credential_with_its_own_audience_gets_a_token_for_it(sandbox: Running
     assert run.requests[-1] == custom, run.requests
 
 
+def test_bundle_check_says_how_a_keyless_or_key_vault_stack_signs_in(tmp_path: Path):
+    """`revoke-ops bundle check` (the README's step after `up`) names the way in, not "supply --certificate"."""
+    import subprocess
+    import sys
+
+    ids = [f"11111111-2222-4333-8444-55555555555{i}" for i in range(5)]
+    base = {
+        "schemaVersion": 1, "tenantId": ids[0], "clientId": ids[1], "applicationObjectId": ids[2],
+        "servicePrincipalObjectId": ids[3], "cloud": "public", "authorityHost": "https://login.microsoftonline.com",
+        "graphEndpoint": "https://graph.microsoft.com/v1.0", "graphScope": "https://graph.microsoft.com/.default",
+        "permissionMode": "application", "applicationPermissions": ["User.RevokeSessions.All"],
+        "delegatedPermissions": [],
+    }  # fmt: skip
+    keyless = base | {
+        "certificates": [],
+        "federatedCredentials": [
+            {"name": "gh", "issuer": "https://token.actions.githubusercontent.com", "subject": SUBJECT,
+             "audience": AUDIENCE, "credentialId": ids[4]},
+        ],
+    }  # fmt: skip
+    vault_url = "https://contoso-revoke.vault.azure.net/certificates/revoker"
+    in_vault = base | {
+        "certificates": [
+            {"slot": "vault", "source": "keyVault", "thumbprint": "A" * 40, "thumbprintSha256": "B" * 64,
+             "keyId": ids[4], "notAfter": "2099-01-01T00:00:00Z", "keyVaultCertificate": vault_url},
+        ],
+    }  # fmt: skip
+    said = {}
+    for name, document in (("keyless", keyless), ("vault", in_vault)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(document))
+        path.chmod(0o600)
+        exe = Path(sys.executable).parent / "revoke-ops"
+        result = subprocess.run(
+            [str(exe), "bundle", "check", str(path)], capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, result.stderr
+        said[name] = result.stdout
+    assert "no key at all: 1 federated credential(s) (--credential github-actions" in said["keyless"]
+    assert f"Key Vault holds it (--key-vault-certificate {vault_url})" in said["vault"]
+    assert "supply --certificate" not in said["keyless"] + said["vault"]
+
+
 def test_outside_a_job_the_missing_variables_are_named(tmp_path: Path):
     with pytest.raises(InputError) as caught:
         github_actions_identity(environ={"AZURE_TENANT_ID": "t", "AZURE_CLIENT_ID": "c"})

@@ -29,6 +29,14 @@ from tests.revoke_ops.conftest import FULL, Ops
 from tests.sandbox.conftest import AppCredentials, Running
 
 PRIVATE_JWK = {"d", "p", "q", "dp", "dq", "qi"}
+#: Every field a successful answer of the vault may carry: the certificate bundle (public DER in
+#: `cer`), the key's public JWK, a signature, and their attributes. Anything else fails the test, so a
+#: key leaking under another name (a PKCS#8 blob, a secret's value) cannot pass unnoticed.
+PUBLIC_FIELDS = {
+    *("id", "kid", "sid", "x5t", "cer", "attributes", "policy", "key", "managed", "value"),
+    *("enabled", "nbf", "exp", "created", "updated", "recoveryLevel", "exportable"),
+    *("key_props", "kty", "key_size", "reuse_key", "secret_props", "contentType", "key_ops", "n", "e"),
+}
 
 
 class Vault:
@@ -157,6 +165,14 @@ def test_key_vault_certificate_revokes_and_no_key_material_ever_leaves_the_vault
         body = json.loads(op["body"]) if op["body"] else {}
         assert not _keys(body) & PRIVATE_JWK, f"{op['method']} {op['path']} returned private key parameters"
         assert "PRIVATE KEY" not in (op["body"] or "")
+        if op["status"] == 200:
+            assert _keys(body) <= PUBLIC_FIELDS, f"{op['method']} {op['path']}: {_keys(body) - PUBLIC_FIELDS}"
+        if "cer" in body:  # a certificate, nothing more: its DER parses as one and holds only the public key
+            assert x509.load_der_x509_certificate(base64.b64decode(body["cer"])) == cert
+        if "key_props" in body.get("policy", {}):
+            assert body["policy"]["key_props"]["exportable"] is False
+    signs = [o for o in operations if o["method"] == "POST" and o["status"] == 200]
+    assert signs and all(set(json.loads(o["body"])) == {"kid", "value"} for o in signs), "sign answers a signature"
     for text in (result.stdout, result.stderr, journal.read_text(), ops.bundle.read_text()):
         assert "PRIVATE KEY" not in text and "eyJ" not in text
 
@@ -202,6 +218,19 @@ def test_certificate_urls_are_checked(url: str):
         "a" * 32,
         False,
     )
+
+
+def test_a_loopback_vault_is_the_sandboxs_only(monkeypatch: pytest.MonkeyPatch):
+    """The challenge-resource check is relaxed for a loopback vault (issue 13 #3): outside the sandbox
+    (no custom cloud allowed) such a URL is refused before any token is asked for."""
+    from revoke_ops.credentials import key_vault_identity
+
+    monkeypatch.delenv("REVOKE_OPS_ALLOW_CUSTOM_CLOUD", raising=False)
+    url = "https://127.0.0.1:8443/certificates/revoker"
+    tenant, client = "5a1db0c5-0000-4000-8000-00000000beef", "11111111-2222-4333-8444-555555555555"
+    with pytest.raises(InputError) as caught:
+        key_vault_identity(url, vault_credential=object(), tenant_id=tenant, client_id=client)
+    assert "sandbox's emulated one" in str(caught.value) and "--allow-custom-cloud" in str(caught.value)
 
 
 def test_the_vaults_control_endpoint_needs_its_token(sandbox: Running, vault: Vault):

@@ -200,11 +200,13 @@ def test_a_token_endpoint_echoing_the_assertion_leaks_nothing(echo: tuple[str, P
     base, ca = echo
     bundle = _bundle(tmp_path, base)
     doctor = _run(ca, "doctor", "--credentials", str(bundle), "--output", "json")
+    table = _run(ca, "doctor", "--credentials", str(bundle))  # the table an operator reads
     revoke = _run(ca, "revoke", "--credentials", str(bundle), "--user", "0000abcd-0000-0000-0000-00000000aaaa", "--yes")
     debug = _run(ca, "revoke", "--debug", "--credentials", str(bundle), "--user", "0000abcd-0000-0000-0000-0000000aaaa")
-    for result in (doctor, revoke, debug):
+    for result in (doctor, table, revoke, debug):
         _clean(result.stdout + result.stderr)
     assert "AADSTS7000215" in doctor.stdout and "client_assertion=[redacted]" in doctor.stdout
+    assert "AADSTS7000215" in table.stdout + table.stderr, table.stdout + table.stderr
     assert revoke.returncode == 3 and "client_assertion=[redacted]" in revoke.stderr
     assert "get_token failed" not in revoke.stderr, "azure-identity's own warning stays out of the operator's way"
     assert "Traceback" in debug.stderr

@@ -384,3 +384,29 @@ def test_a_second_resume_of_a_running_journal_is_refused_and_a_long_run_logs_pro
     assert resumed.returncode == 0, resumed.stderr
     revoked = ops.revoked_ids(before)
     assert sorted(revoked) == sorted(u.id for u in people), "each user revoked exactly once"
+
+
+def test_a_target_that_would_change_the_url_is_refused_before_anything_is_sent(
+    ops: Ops, tmp_path: Path, monkeypatch: Any
+):
+    """Issue 10 #11: `breakglass1@…?@x.io` used to become a query string in the $batch URL when ids
+    could not be looked up. Every target and exclusion is validated (an id, or a UPN by Entra's
+    rules) before a token is fetched; a guest's `#EXT#` UPN is valid and percent-encoded when sent."""
+    from tests.revoke_ops.test_engine_faults import count_tokens
+
+    limited = _ops_with(ops, tmp_path, "revoke-only-url", REVOKE_ONLY)
+    tokens = count_tokens(limited, monkeypatch)
+    bad = f"breakglass1@{DOMAIN}?@x.io"
+    listed = tmp_path / "targets.txt"
+    listed.write_text(f"{_members(ops, 1, 230)[0].id}\n{bad}\n")
+    before = len(ops.run.revocations())
+    for args in (
+        ("--user", bad),
+        ("--from-file", str(listed)),
+        ("--user", _members(ops, 1, 230)[0].id, "--exclude", bad),
+    ):
+        result = limited.cli("revoke", *args, "--yes")
+        assert result.returncode == 2, result.stderr
+        assert bad in result.stderr and "neither a user object id" in result.stderr, result.stderr
+    assert tokens() == 0, "refused before a token was fetched"
+    assert ops.revoked_ids(before) == []

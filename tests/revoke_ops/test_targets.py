@@ -5,6 +5,7 @@ Fast tests read files through :mod:`revoke_ops.targets`; end-to-end ones go thro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -77,22 +78,28 @@ def test_a_directory_is_named_as_such(tmp_path: Path):
         TargetFile.open(str(tmp_path))
 
 
-def test_the_stdin_spool_is_private_and_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_the_stdin_spool_never_stays_on_disk_and_every_pass_reads_it_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     import io
     import stat
     import sys
-
-    monkeypatch.setattr(sys, "stdin", io.StringIO(f"alice@{DOMAIN}\n"))
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
 
+    people = [f"user{n}@{DOMAIN}" for n in range(3000)]  # more than one read buffer
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\ufeff" + "".join(f"{p}\n" for p in people)))
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr(tempfile, "tempdir", None)
     handle = TargetFile.open("-")
-    spool_dir = handle.path.parent
-    assert stat.S_IMODE(spool_dir.stat().st_mode) == 0o700
-    assert stat.S_IMODE(handle.path.stat().st_mode) == 0o600
+    assert list(tmp_path.iterdir()) == [], "the spool was unlinked before the list was written into it"
+    assert handle._spool_fd is not None
+    assert stat.S_IMODE(os.fstat(handle._spool_fd).st_mode) == 0o600
+    # two passes alive at once (as the resolver runs them) each read the whole list from its start
+    one, two = handle.targets(), handle.targets()
+    pairs = list(zip(one, two, strict=True))
+    assert [a.key for a, _ in pairs] == [b.key for _, b in pairs] == people
     handle.cleanup()
-    assert list(tmp_path.iterdir()) == []
+    assert handle._spool_fd is None
 
 
 # -- end to end ------------------------------------------------------------------------------------
@@ -184,3 +191,43 @@ def test_a_header_only_csv_and_an_empty_stdin_are_usage_errors(ops: Ops, tmp_pat
         assert result.returncode == 2, (argv, result.stderr)
         assert "the input holds no targets" in result.stderr
         assert json.loads(result.stdout)["error"]["exitCode"] == 2
+
+
+def test_a_run_killed_while_reading_stdin_leaves_no_list_on_disk(ops: Ops, tmp_path: Path):
+    """Issue 10 #14: the stdin spool used to stay in $TMPDIR after SIGKILL, the list readable there."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp), "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
+    exe = Path(sys.executable).parent / "revoke-ops"
+    argv = [str(exe), "revoke", "--from-file", "-", "--yes", "--credentials", str(ops.bundle)]
+    user = ops.run.sandbox.tenant.users[560]
+    before = len(ops.run.revocations())
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=env, start_new_session=True)  # fmt: skip
+    try:
+        assert process.stdin is not None
+        process.stdin.write(f"{user.id}\n".encode())
+        process.stdin.flush()  # stdin stays open: the run is still reading it
+        spool = None
+        deadline = time.monotonic() + 60
+        while spool is None and time.monotonic() < deadline:
+            for fd in Path(f"/proc/{process.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith(str(temp)):
+                        spool = target
+            time.sleep(0.1)
+        assert spool is not None and spool.endswith(" (deleted)"), "the spool is open but already unlinked"
+        assert os.listdir(temp) == []
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        if process.stdin:
+            process.stdin.close()
+    assert os.listdir(temp) == [], "nothing of the list is left after SIGKILL"
+    assert ops.revoked_ids(before) == []
