@@ -76,8 +76,16 @@ WRITE_METHODS = frozenset({"POST", "PATCH", "PUT"})
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 # $filter forms that Microsoft Graph serves only as advanced queries on directory objects
 # (ConsistencyLevel: eventual and $count=true on the request): "Advanced query capabilities on
-# Microsoft Entra ID objects" lists endsWith, ne, not and $count among them.
-_ADVANCED = re.compile(r"\bendswith\s*\(|\bne\b|\bnot\b|\$count\b", re.IGNORECASE)
+# Microsoft Entra ID objects" lists endsWith, ne, not and $count among them; its table of user
+# properties marks every comparison with null, and any filter on the properties below, advanced only.
+_ADVANCED_ONLY_PROPERTIES = (
+    "companyName|employeeHireDate|employeeType|mobilePhone|officeLocation|onPremisesExtensionAttributes|"
+    "onPremisesImmutableId|onPremisesLastSyncDateTime|onPremisesSamAccountName|passwordPolicies|postalCode|"
+    "preferredLanguage|showInAddressList|streetAddress"
+)
+_ADVANCED = re.compile(
+    rf"\bendswith\s*\(|\bne\b|\bnot\b|\$count\b|\bnull\b|\b(?:{_ADVANCED_ONLY_PROPERTIES})\b", re.IGNORECASE
+)
 ADVANCED_HEADERS = {"ConsistencyLevel": "eventual"}
 
 
@@ -102,7 +110,7 @@ def odata_literal(value: str) -> str:
 
 
 def needs_advanced_query(filter_text: str) -> bool:
-    """Whether a ``$filter`` on users needs Graph's advanced query headers (endsWith, ne, not, $count)."""
+    """Whether a ``$filter`` on users needs Graph's advanced query headers (endsWith, ne, not, $count, null...)."""
     # String literals do not count: "displayName eq 'not me'" is a plain query.
     bare = re.sub(r"'(?:[^']|'')*'", "''", filter_text)
     return bool(_ADVANCED.search(bare))

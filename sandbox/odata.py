@@ -4,7 +4,8 @@ Supported: ``eq`` on userType, accountEnabled, userPrincipalName, mail, departme
 ``startswith`` on userPrincipalName and displayName; ``in`` on id and userPrincipalName (at most
 15 values, like Graph); combined with ``and`` / ``or`` and parentheses. Only in an advanced query
 (``ConsistencyLevel: eventual`` and ``$count=true``, Microsoft Graph "Advanced query capabilities on
-Microsoft Entra ID objects"): ``ne``, ``not(...)`` and ``endswith`` on userPrincipalName and mail.
+Microsoft Entra ID objects"): ``ne``, ``not(...)``, comparisons with ``null`` and ``endswith`` on
+userPrincipalName and mail.
 Anything else raises :class:`UnsupportedQueryError`, which the server answers 400
 ``Request_UnsupportedQuery``.
 """
@@ -159,6 +160,8 @@ class _Parser:
             if op == "ne":
                 self.advanced.require("ne")
             value = self.literal()
+            if value is None:  # "null values" are advanced-only for every user property that has them
+                self.advanced.require(f"{op} null")
             if name not in self.eq_fields:
                 raise UnsupportedQueryError(
                     f"Unsupported or invalid query filter clause specified for property '{name}' of resource 'User'."

@@ -128,6 +128,19 @@ def test_an_advanced_filter_lists_and_revokes_exactly_its_users(ops: Ops, operat
     assert tenant.users_by_id[revoked[0]].roles, "privileged first"
 
 
+def test_a_null_comparison_is_an_advanced_query_too(ops: Ops):
+    # Graph's table of user properties marks comparisons with null advanced only (a plain request
+    # is refused, e.g. "Unsupported property filter clause operator 'NotEqualsMatch'." for ne null).
+    tenant = ops.run.sandbox.tenant
+    result = ops.cli("revoke", "--all-users", "--filter", "department eq null", "--dry-run", "-o", "jsonl", "--yes")
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    would = {line["id"] for line in lines if line["type"] == "wouldRevoke"}
+    internal = [u for u in tenant.users if u.user_type == "Member" and "#EXT#" not in u.user_principal_name]
+    assert would == {u.id for u in internal if u.department is None}
+    assert would and any(tenant.users_by_id[i].roles for i in would), "a privileged user among them"
+
+
 # -- A7: UPNs Graph addresses specially, as targets given by UPN -------------------------------
 
 

@@ -87,6 +87,14 @@ def test_odata_literals_double_apostrophes():
         ("department ne 'Sales'", True),
         ("not(department eq 'Sales')", True),
         ("assignedLicenses/$count eq 0", True),
+        # the advanced-queries page's table of user properties: null comparisons and properties
+        # indexed only in the advanced store, whatever the operator
+        ("department eq null", True),
+        ("department eq 'null'", False),
+        ("companyName eq 'Contoso'", True),
+        ("onPremisesExtensionAttributes/extensionAttribute1 eq 'incident-42'", True),
+        ("startsWith(officeLocation,'B')", True),
+        ("displayName eq 'companyName'", False),
     ],
 )
 def test_filters_needing_advanced_query_headers_are_recognised(text: str, advanced: bool):

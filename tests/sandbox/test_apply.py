@@ -270,6 +270,10 @@ def test_the_deployer_holds_exactly_the_least_set(sandbox: Running):
     tenant = sandbox.sandbox.tenant
     deployer = tenant.sp_for_app(sandbox.info["deployer"]["clientId"])
     assert tenant.granted_roles(deployer.id) == sorted(DEPLOYER_ROLES)
+    # ... and that set is the one docs/pipelines.md tells a deployer to hold (issue 9 A11).
+    text = (ROOT / "docs" / "pipelines.md").read_text()
+    least = text.split("**Least set, tested:**", 1)[1].split("(", 1)[0]
+    assert sorted(p.strip(" `,\n") for p in least.replace("\n", " ").split(",")) == sorted(DEPLOYER_ROLES)
 
 
 @pytest.mark.parametrize("permission", DEPLOYER_ROLES)

@@ -158,8 +158,10 @@ EVENTUAL = {"ConsistencyLevel": "eventual"}
         ),
         ("userType ne 'Member'", lambda u: u.user_type != "Member"),
         ("not(startswith(userPrincipalName,'user'))", lambda u: not u.user_principal_name.startswith("user")),
+        # the advanced-queries page's table of user properties: "null values" are advanced only
+        ("department eq null", lambda u: u.department is None),
     ],
-    ids=["endswith", "ne", "not"],
+    ids=["endswith", "ne", "not", "eq-null"],
 )
 def test_advanced_filters_need_consistency_level_and_count(
     sandbox: Running, full: AppCredentials, flt: str, check: Any
