@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from revoke_ops.redact import redact
+
 
 class ProvisioningError(Exception):
     """Root of every error the provisioning package raises on purpose."""
@@ -15,7 +17,8 @@ class StackConfigError(ProvisioningError):
     """
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
+        # values are shown through keys.show (never key material); redacted again in case one was not
+        self.problems = [redact(p) for p in problems]
         if len(self.problems) == 1:
             text = self.problems[0]
         else:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from revoke_ops.facts import CLOUDS, CONTAINMENT_PERMISSIONS, READ_PERMISSIONS, REVOKE_PERMISSION
+from revoke_ops.redact import redact
 
 __all__ = [
     "DEFAULTS",
@@ -41,8 +42,18 @@ def qualified(name: str) -> str:
     return f"{NAMESPACE}:{name}"
 
 
+#: What an error message says instead of a value that looks like a key, a certificate or a token.
+KEY_MATERIAL = "(a value that looks like key material: not shown)"
+
+
 def show(value: object) -> str:
-    """A value for an error message, cut to 80 characters."""
+    """A value for an error message, cut to 80 characters; never key material (issue 10 #6).
+
+    A PEM block, a token or a key-like base64 run pasted under the wrong key is not quoted: a
+    validation message ends up in ``pulumi up`` output and CI logs.
+    """
+    if redact(str(value)) != str(value):
+        return KEY_MATERIAL
     text = repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
 

@@ -395,3 +395,50 @@ def test_containment_permissions_refuse_anything_else_naming_it():
     message = error_of({"containmentPermissions": json.dumps(["Directory.ReadWrite.All"])})
     assert "revoke-sessions:containmentPermissions must list only User.EnableDisableAccount.All" in message
     assert "'Directory.ReadWrite.All'" in message
+
+
+def _private_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(65537, 2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("displayName", "pem"),
+        ("operatorsGroup", "pem"),
+        ("certificates", "pem"),
+        ("certificates", "pem-name"),
+        ("readPermissions", "pem-list"),
+        ("graphEndpoint", "pem"),
+        ("operatorsGroup", "token"),
+        ("displayName", "body"),
+    ],
+)
+def test_a_key_pasted_under_the_wrong_key_is_never_quoted(key: str, value: str):
+    """Issue 10 #6, the stack-config side: a validation message (shown by `pulumi up`, kept in CI
+    logs) names the key and the rule but never quotes what looks like key material."""
+    pem = _private_key_pem()
+    body = "".join(pem.splitlines()[1:-1])
+    token = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0aGUtc2VjcmV0LXN1YmplY3QifQ.c2lnbmF0dXJlLXRoYXQtaXMtc2VjcmV0"
+    raw: Any = {
+        "pem": pem,
+        "pem-name": json.dumps([{"name": pem}]),
+        "pem-list": json.dumps([pem]),
+        "token": token,
+        "body": body[:110],
+    }[value]
+    config: dict[str, Any] = {key: raw}
+    if key == "operatorsGroup":
+        config["permissionMode"] = "both"
+    if key == "graphEndpoint":
+        config.update(cloud="custom", authorityHost="https://login.example")
+    message = error_of(config)
+    assert f"revoke-sessions:{key}" in message
+    assert "PRIVATE KEY" not in message and "eyJ" not in message, message
+    assert not any(line[:24] in message for line in pem.splitlines()[1:-1]), message

@@ -104,6 +104,20 @@ def test_journals_must_be_ours_0600_and_never_a_symlink(tmp_path: Path):
         Journal(link, append=True)
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to give the file away")
+def test_a_journal_owned_by_another_user_is_refused_by_resume_and_verify(ops: Ops, tmp_path: Path):
+    """Issue 10 #5: `verify` and `--resume` used to accept a journal another user owns (and could edit)."""
+    people = _users(ops, 2, 420)
+    journal = tmp_path / "j.jsonl"
+    result = ops.cli("revoke", *(a for u in people for a in ("--user", u.id)), "--journal", str(journal))
+    assert result.returncode == 0, result.stderr
+    os.chown(journal, 65534, 65534)
+    for command in (("revoke", "--resume", str(journal), "--yes"), ("verify", "--journal", str(journal))):
+        refused = ops.cli(*command)
+        assert refused.returncode == 2, refused.stderr
+        assert f"the journal {journal} is owned by another user (uid 65534): refusing to trust it" in refused.stderr
+
+
 def test_journal_directories_are_created_0700_even_under_umask_000(tmp_path: Path):
     old = os.umask(0)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -337,36 +338,75 @@ def test_resume_refuses_another_command_another_journal_and_exclusions_from_stdi
 def test_a_second_resume_of_a_running_journal_is_refused_and_a_long_run_logs_progress(ops: Ops, tmp_path: Path):
     # Issue 11 #4: two `--resume` runs of one journal at once both proceeded (520 users revoked twice);
     # #12: `-v` without a terminal (CI, SOAR) logged progress only when an outcome arrived, so a paced
-    # run (here one batch per 20 s) logged nothing between batches and looked hung.
+    # run (here one batch per 50 s) logged nothing between batches and looked hung.
     people = [u for u in ops.run.sandbox.tenant.users[200:300] if u.user_type == "Member"][:60]
     targets = tmp_path / "t.txt"
     targets.write_text("".join(f"{u.id}\n" for u in people))
     journal = tmp_path / "j.jsonl"
     exe = Path(sys.executable).parent / "revoke-ops"
     command = [str(exe), "revoke", "--credentials", str(ops.bundle), "--from-file", str(targets), "--yes", "-v"]
-    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.05", "--concurrency", "1"]
+    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.02", "--concurrency", "1"]
     env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
     before = len(ops.run.revocations())
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "stderr.txt"
+
+    def outcomes() -> int:
+        return (journal.read_text() if journal.exists() else "").count('"type":"outcome"')
+
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     try:
         deadline = time.monotonic() + 60
-        while '"type":"outcome"' not in (journal.read_text() if journal.exists() else ""):
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+        while not outcomes():
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
         for second in (["revoke", "--resume", str(journal), "--yes"], ["verify", "--journal", str(journal)]):
             refused = ops.cli(*second)
             assert refused.returncode == 2, refused.stderr
             assert f"the journal {journal} is in use by another revoke-ops run" in refused.stderr
-        time.sleep(max(0.0, 14 - (time.monotonic() - deadline + 60)))  # past the first 10 s, before batch 2 (20 s)
+        # between the first batch and the next (50 s later), a progress line within the next 10 s
+        seen = len(log.read_text())
+        deadline = time.monotonic() + 15
+        while "progress: " not in log.read_text()[seen:]:
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert outcomes() == 20, "logged while no outcome arrived"
         process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
+        process.wait(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    err = log.read_text()
     assert process.returncode == 130, err
-    assert "revoke-ops: INFO: progress: " in err and f"of {len(people)} users after 10 s" in err, err
+    assert re.search(rf"INFO: progress: 20 of {len(people)} users after \d+ s\b.*; revoked=20", err), err
     resumed = ops.cli("revoke", "--resume", str(journal), "--yes")
     assert resumed.returncode == 0, resumed.stderr
     revoked = ops.revoked_ids(before)
     assert sorted(revoked) == sorted(u.id for u in people), "each user revoked exactly once"
+
+
+def test_a_target_that_would_change_the_url_is_refused_before_anything_is_sent(
+    ops: Ops, tmp_path: Path, monkeypatch: Any
+):
+    """Issue 10 #11: `breakglass1@…?@x.io` used to become a query string in the $batch URL when ids
+    could not be looked up. Every target and exclusion is validated (an id, or a UPN by Entra's
+    rules) before a token is fetched; a guest's `#EXT#` UPN is valid and percent-encoded when sent."""
+    from tests.revoke_ops.test_engine_faults import count_tokens
+
+    limited = _ops_with(ops, tmp_path, "revoke-only-url", REVOKE_ONLY)
+    tokens = count_tokens(limited, monkeypatch)
+    bad = f"breakglass1@{DOMAIN}?@x.io"
+    listed = tmp_path / "targets.txt"
+    listed.write_text(f"{_members(ops, 1, 230)[0].id}\n{bad}\n")
+    before = len(ops.run.revocations())
+    for args in (
+        ("--user", bad),
+        ("--from-file", str(listed)),
+        ("--user", _members(ops, 1, 230)[0].id, "--exclude", bad),
+    ):
+        result = limited.cli("revoke", *args, "--yes")
+        assert result.returncode == 2, result.stderr
+        assert bad in result.stderr and "neither a user object id" in result.stderr, result.stderr
+    assert tokens() == 0, "refused before a token was fetched"
+    assert ops.revoked_ids(before) == []

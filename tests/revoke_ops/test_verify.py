@@ -59,7 +59,7 @@ def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incompl
     journal = tmp_path / "j.jsonl"
     exe = Path(sys.executable).parent / "revoke-ops"
     command = [str(exe), "revoke", "--credentials", str(ops.bundle), "--from-file", str(targets), "--yes"]
-    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.2", "--concurrency", "1"]
+    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.02", "--concurrency", "1"]
     env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
