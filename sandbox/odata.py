@@ -4,8 +4,8 @@ Supported: ``eq`` on userType, accountEnabled, userPrincipalName, mail, departme
 ``startswith`` on userPrincipalName and displayName; ``in`` on id and userPrincipalName (at most
 15 values, like Graph); combined with ``and`` / ``or`` and parentheses. Only in an advanced query
 (``ConsistencyLevel: eventual`` and ``$count=true``, Microsoft Graph "Advanced query capabilities on
-Microsoft Entra ID objects"): ``ne``, ``not(...)``, comparisons with ``null`` and ``endswith`` on
-userPrincipalName and mail.
+Microsoft Entra ID objects"): ``ne``, ``not(...)``, comparisons with ``null``, ``endswith`` on
+userPrincipalName and mail, and ``eq``/``ne`` on companyName (a property Graph filters only so).
 Anything else raises :class:`UnsupportedQueryError`, which the server answers 400
 ``Request_UnsupportedQuery``.
 """
@@ -20,9 +20,12 @@ from typing import Any
 Predicate = Callable[[Any], bool]  # over anything with .get(field), e.g. a Graph JSON dict
 
 USER_EQ_FIELDS = {"userType", "accountEnabled", "userPrincipalName", "mail", "department"}
+#: user properties Graph indexes only in its advanced store: any filter on them is an advanced query
+#: ("Advanced query capabilities", the table of user properties); the sandbox models companyName
+ADVANCED_EQ_FIELDS = {"companyName"}
 STARTSWITH_FIELDS = {"userPrincipalName", "displayName"}
 IN_FIELDS = {"id", "userPrincipalName"}
-CASE_INSENSITIVE = {"userPrincipalName", "mail", "displayName", "department", "userType"}
+CASE_INSENSITIVE = {"userPrincipalName", "mail", "displayName", "department", "userType", "companyName"}
 ENDSWITH_FIELDS = {"userPrincipalName", "mail"}
 MAX_IN_VALUES = 15
 ADVANCED_HELP = "Refer to https://aka.ms/graph-docs/advanced-queries for more information"
@@ -162,7 +165,9 @@ class _Parser:
             value = self.literal()
             if value is None:  # "null values" are advanced-only for every user property that has them
                 self.advanced.require(f"{op} null")
-            if name not in self.eq_fields:
+            if name in ADVANCED_EQ_FIELDS and self.eq_fields is USER_EQ_FIELDS:
+                self.advanced.require(f"{op} on {name}")
+            elif name not in self.eq_fields:
                 raise UnsupportedQueryError(
                     f"Unsupported or invalid query filter clause specified for property '{name}' of resource 'User'."
                 )

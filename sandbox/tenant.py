@@ -52,6 +52,7 @@ class User:
     last_sign_in: datetime | None = None
     last_non_interactive_sign_in: datetime | None = None
     on_premises_sync_enabled: bool = False  # synchronised from on-premises AD: Graph refuses cloud writes
+    company_name: str | None = None  # filterable only in advanced queries (sandbox.odata.ADVANCED_EQ_FIELDS)
 
     def sign_in_activity(self) -> dict[str, Any] | None:
         """Graph's signInActivity, or None for a user who never signed in (Graph then omits it)."""
@@ -77,6 +78,7 @@ class User:
             "externalUserState": self.external_user_state,
             "accountEnabled": self.account_enabled,
             "department": self.department,
+            "companyName": self.company_name,
             "onPremisesSyncEnabled": True if self.on_premises_sync_enabled else None,
             "signInSessionsValidFromDateTime": iso(self.sessions_valid_from),
             "givenName": self.display_name.split(" ")[0],

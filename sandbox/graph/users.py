@@ -27,6 +27,7 @@ class UserView:
         "userType": "user_type",
         "accountEnabled": "account_enabled",
         "department": "department",
+        "companyName": "company_name",
     }
 
     def __init__(self, user: User) -> None:

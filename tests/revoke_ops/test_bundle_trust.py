@@ -64,6 +64,9 @@ def test_custom_cloud_needs_an_explicit_opt_in(
     assert main(["bundle", "check", "--allow-custom-cloud", str(path)]) == ExitCode.OK
     assert "custom cloud: tokens and client assertions go to identity platform https://127.0.0.1:8443" in caplog.text
     caplog.clear()
+    for value in ("0", "true", "yes", ""):  # only the documented value opts in
+        monkeypatch.setenv(ALLOW_CUSTOM_CLOUD_ENV, value)
+        assert main(["bundle", "check", str(path)]) == ExitCode.USAGE, value
     monkeypatch.setenv(ALLOW_CUSTOM_CLOUD_ENV, "1")
     assert main(["bundle", "check", str(path)]) == ExitCode.OK
     assert "Microsoft Graph https://127.0.0.1:8443/v1.0" in caplog.text

@@ -140,11 +140,13 @@ def test_a_whole_tenant_listing_answered_without_value_fails_and_revokes_nobody(
 
 
 def _listing_cut_short(keep: int) -> Wrapper:
-    """The first page of a whole-tenant listing holds only ``keep`` users and no @odata.nextLink."""
+    """The first page of a whole-tenant or group listing holds only ``keep`` users and no @odata.nextLink."""
 
     def wrap(original: Handler, request: Request, auth: str | None) -> Response:
         response = original(request, auth)
-        listing = request.method == "GET" and request.path.rstrip("/") == "/users" and "$filter" not in request.query
+        path = request.path.rstrip("/")
+        tenant = path == "/users" and "$filter" not in request.query
+        listing = request.method == "GET" and (tenant or path.endswith("/transitiveMembers"))
         if listing and response.status == 200 and isinstance(response.body, dict):
             body = {k: v for k, v in response.body.items() if k != "@odata.nextLink"}
             body["value"] = list(response.body.get("value", []))[:keep]
@@ -170,6 +172,17 @@ def test_a_whole_tenant_listing_far_below_graphs_count_is_reported_not_success(
     seen, counted = int(shown[1]), int(shown[2])
     assert seen < 30 < counted <= tenant_users  # the listed 10, and the privileged users sent first
     assert sum(json.loads(result.stdout)["summary"]["outcomes"].values()) == seen
+
+
+def test_a_group_listing_far_below_graphs_count_is_reported_not_success(
+    ops: Ops, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    group = ops.run.sandbox.tenant.group_named("compromised-sales")
+    wrap_graph(ops, monkeypatch, _listing_cut_short(5))
+    result = ops.cli("revoke", "--group", group.id, "--yes", "--journal", str(tmp_path / "j.jsonl"))
+    # Was: exit 0, a handful of the group's members revoked and nothing said.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "where Microsoft Graph counted about" in result.stderr, result.stderr
 
 
 # -- issue 10 #7: Retry-After is capped, logged at -v, and counts as a failed attempt ------------

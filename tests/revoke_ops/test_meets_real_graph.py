@@ -141,6 +141,27 @@ def test_a_null_comparison_is_an_advanced_query_too(ops: Ops):
     assert would and any(tenant.users_by_id[i].roles for i in would), "a privileged user among them"
 
 
+def test_a_filter_on_a_property_graph_filters_only_in_advanced_queries_works(ops: Ops):
+    # companyName is one of the user properties Graph's table marks advanced for every operator.
+    tenant = ops.run.sandbox.tenant
+    chosen = [*internal(ops, 560, 2), ops.user("admin.helpdesk")]
+
+    def set_company() -> None:
+        for user in chosen:
+            user.company_name = "Tailspin Toys"
+
+    ops.run.sandbox.call(set_company)
+    result = ops.cli(
+        "revoke", "--all-users", "--filter", "companyName eq 'Tailspin Toys'", "--dry-run", "-o", "jsonl", "--yes"
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    would = [line["id"] for line in lines if line["type"] == "wouldRevoke"]
+    assert would[0] == ops.user("admin.helpdesk").id, "privileged first"
+    assert set(would) == {u.id for u in chosen}
+    assert tenant.users_by_id[chosen[0].id].company_name == "Tailspin Toys"
+
+
 # -- A7: UPNs Graph addresses specially, as targets given by UPN -------------------------------
 
 

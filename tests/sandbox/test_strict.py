@@ -160,8 +160,10 @@ EVENTUAL = {"ConsistencyLevel": "eventual"}
         ("not(startswith(userPrincipalName,'user'))", lambda u: not u.user_principal_name.startswith("user")),
         # the advanced-queries page's table of user properties: "null values" are advanced only
         ("department eq null", lambda u: u.department is None),
+        # ... and companyName is filterable only in advanced queries, whatever the operator
+        ("companyName eq 'Northwind Traders'", lambda u: u.company_name == "Northwind Traders"),
     ],
-    ids=["endswith", "ne", "not", "eq-null"],
+    ids=["endswith", "ne", "not", "eq-null", "advanced-only-property"],
 )
 def test_advanced_filters_need_consistency_level_and_count(
     sandbox: Running, full: AppCredentials, flt: str, check: Any
