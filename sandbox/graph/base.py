@@ -72,9 +72,9 @@ class Faults:
     # truncated JSON | html (wrong content type) | huge (8 MB, no payload) | proxy (407 + HTML, after the
     # request was handled: an unexpected status that is not Graph's)
     malformed_kind: str = "truncated"
-    # Aiming error_5xx and item_429 (a test tool): only requests whose path contains ``only`` (e.g.
-    # "checkMemberGroups"), and at most ``limit`` of them (0: no limit; ``injected`` counts them,
-    # from 0 again at every update).
+    # Aiming error_5xx and item_429 (a test tool): only requests whose "METHOD path" contains ``only``
+    # (e.g. "checkMemberGroups", or "PATCH users/" for account changes alone), and at most ``limit``
+    # of them (0: no limit; ``injected`` counts them, from 0 again at every update).
     only: str = ""
     limit: int = 0
     injected: int = 0
@@ -86,9 +86,9 @@ class Faults:
             setattr(self, key, type(getattr(self, key))(value))
         self.injected = 0
 
-    def aims_at(self, path: str) -> bool:
-        """Whether error_5xx and item_429 may still be injected into a request for ``path``."""
-        return (not self.only or self.only in path) and (not self.limit or self.injected < self.limit)
+    def aims_at(self, request: str) -> bool:
+        """Whether error_5xx and item_429 may still be injected into ``request`` ("METHOD path")."""
+        return (not self.only or self.only in request) and (not self.limit or self.injected < self.limit)
 
 
 class GraphError(Exception):

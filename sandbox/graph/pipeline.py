@@ -145,7 +145,7 @@ class Graph:
 
     def _aimed(self, request: Request, probability: float) -> bool:
         """An injection limited to the requests the faults aim at (``Faults.only``, ``Faults.limit``)."""
-        if not probability or not self.faults.aims_at("/".join(request.parts())):
+        if not probability or not self.faults.aims_at(f"{request.method.upper()} {'/'.join(request.parts())}"):
             return False
         hit = self._inject(probability)
         self.faults.injected += hit
