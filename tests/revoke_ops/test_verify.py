@@ -12,7 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
-from tests.revoke_ops.conftest import Ops
+from tests.revoke_ops.conftest import DOMAIN, Ops
 
 
 def test_not_found_targets_are_not_accounted_for_and_a_dry_run_says_so_first(ops: Ops, tmp_path: Path):
@@ -89,7 +89,11 @@ def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incompl
 def test_a_user_the_run_could_not_revoke_is_failed_in_verify(ops: Ops, tmp_path: Path):
     # Issue 11 #6: verify gives `failed` (exit 1) to a user the journal says failed when Graph shows the
     # revocation did not happen, beside the users it confirms.
-    people = [u for u in ops.run.sandbox.tenant.users[520:560] if u.user_type == "Member"][:3]
+    # The user whose revocation fails is one no other test revokes: verify allows 120 s of clock skew, so
+    # a revocation by another test a moment earlier would (rightly) settle it.
+    tenant, upn = ops.run.sandbox.tenant, f"verify.failed.i11@{DOMAIN}"
+    fresh = tenant.user(upn) or ops.run.sandbox.call(tenant.add_user, "verify.failed.i11", "Verify Failed", upn=upn)
+    people = [fresh, *[u for u in tenant.users[520:560] if u.user_type == "Member"][:2]]
     journal = tmp_path / "j.jsonl"
     aimed = {"only": f"{people[0].id}/revokeSignInSessions", "limit": 0, "retry_after_5xx": 1}  # every time
     ops.run.settings(faults={"error_5xx": 1.0, **aimed})
