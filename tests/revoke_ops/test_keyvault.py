@@ -251,7 +251,7 @@ def test_the_vaults_control_endpoint_needs_its_token(sandbox: Running, vault: Va
 def test_the_vault_signs_off_the_event_loop(
     sandbox: Running, vault: Vault, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    """Every sender keeps going while Key Vault signs an assertion (here: an operator credential taking 0.6 s)."""
+    """Every sender keeps going while Key Vault signs an assertion (here: an operator credential taking 1.5 s)."""
     import asyncio
     import threading
 
@@ -282,12 +282,12 @@ def test_the_vault_signs_off_the_event_loop(
 
         def get_token(self, *scopes: str, **kwargs: Any) -> Any:
             self.threads.append(threading.current_thread().name)
-            time.sleep(0.6)
+            time.sleep(1.5)
             return self.inner.get_token(*scopes, **kwargs)
 
         def get_token_info(self, *scopes: str, options: Any = None) -> Any:
             self.threads.append(threading.current_thread().name)
-            time.sleep(0.6)
+            time.sleep(1.5)
             return self.inner.get_token_info(*scopes, options=options)
 
     slow = SlowOperator()
@@ -322,4 +322,4 @@ def test_the_vault_signs_off_the_event_loop(
     signs = [o for o in vault.operations() if o["method"] == "POST" and o["status"] == 200]
     assert len(signs) == before + 1, "the vault signed one assertion"
     assert len(slow.threads) > signed_before and "MainThread" not in slow.threads[signed_before:]
-    assert longest < 0.4, f"the event loop stood still for {longest:.2f} s while the vault signed"
+    assert longest < 1.0, f"the event loop stood still for {longest:.2f} s while the vault signed"

@@ -46,25 +46,34 @@ def test_group_members_are_collected_while_the_windows_are_read() -> None:
     members = [u["id"] for u in users if int(u["id"][-4:], 16) % 3]  # two thirds of the tenant
     order: list[str] = []
 
-    async def member_ids() -> Any:
-        for n, uid in enumerate(members):
-            if n % 5 == 0:
-                await asyncio.sleep(0.002)  # a page at a time: the listing outlasts the first window read
-            order.append(f"listed {uid}")
-            yield uid
-
-    class SlowGraph(FakeGraph):
-        async def read(self, url: str, headers: Any = None, *, page: bool = False) -> Any:
-            await asyncio.sleep(0.003)  # a round trip: the member listing runs meanwhile
-            return await super().read(url, headers, page=page)
-
     async def go() -> list[tuple[str, str]]:
+        first = asyncio.Event()
+
+        async def member_ids() -> Any:
+            for n, uid in enumerate(members):
+                if n == 5:
+                    # The rest of the listing comes only after a member was yielded: a run that waited
+                    # for the whole listing before its first revocation times out here. An event, not
+                    # a race of sleeps, so a loaded machine cannot change the order.
+                    try:
+                        await asyncio.wait_for(first.wait(), 10)
+                    except TimeoutError:
+                        raise AssertionError("the first member was not yielded before the listing ended") from None
+                order.append(f"listed {uid}")
+                yield uid
+
+        class SlowGraph(FakeGraph):
+            async def read(self, url: str, headers: Any = None, *, page: bool = False) -> Any:
+                await asyncio.sleep(0)  # a round trip: the member listing runs meanwhile
+                return await super().read(url, headers, page=page)
+
         graph = SlowGraph(users)
         got = []
         activity = ActivityOrder(now, reads_per_minute=0)
         async for user, key in scoped_windows(graph, activity, TargetKeys(), member_ids()):  # type: ignore[arg-type]
             order.append(f"yielded {user['id']}")
             got.append((user["id"], key))
+            first.set()
         return got
 
     got = asyncio.run(go())
