@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from tests.revoke_ops.conftest import Ops
+from tests.revoke_ops.conftest import DOMAIN, Ops
 
 
 def test_not_found_targets_are_not_accounted_for_and_a_dry_run_says_so_first(ops: Ops, tmp_path: Path):
@@ -90,7 +90,11 @@ def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incompl
 def test_a_user_the_run_could_not_revoke_is_failed_in_verify(ops: Ops, tmp_path: Path):
     # Issue 11 #6: verify gives `failed` (exit 1) to a user the journal says failed when Graph shows the
     # revocation did not happen, beside the users it confirms.
-    people = [u for u in ops.run.sandbox.tenant.users[520:560] if u.user_type == "Member"][:3]
+    # The user whose revocation fails is one no other test revokes: verify allows 120 s of clock skew, so
+    # a revocation by another test a moment earlier would (rightly) settle it.
+    tenant, upn = ops.run.sandbox.tenant, f"verify.failed.i11@{DOMAIN}"
+    fresh = tenant.user(upn) or ops.run.sandbox.call(tenant.add_user, "verify.failed.i11", "Verify Failed", upn=upn)
+    people = [fresh, *[u for u in tenant.users[520:560] if u.user_type == "Member"][:2]]
     journal = tmp_path / "j.jsonl"
     # Another test's run (a whole-tenant one, say) may have revoked this user moments ago, within
     # verify's clock-skew allowance: its sessions were last revoked long before, as in a real tenant.
