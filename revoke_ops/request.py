@@ -125,12 +125,38 @@ STDIN_RERUN = (
     "Save the list to a file and start a new run with --from-file FILE (users already revoked are revoked "
     "again, which is harmless)"
 )
+#: The same when the exclusions came from stdin.
+STDIN_EXCLUSIONS_RERUN = (
+    "save them to a file and start a new run with --exclude-file FILE (users already revoked are revoked "
+    "again, which is harmless)"
+)
 
 
-def how_to_continue(journal: Path | str | None, command: str = "revoke", *, stdin: bool = False) -> str:
-    """The command that carries on a stopped run: its ``--resume``, or (targets from stdin) a new run."""
+def stdin_input(request: RevokeRequest) -> str | None:
+    """Which of a run's inputs came from standard input ("targets" or "exclusions"): such a run is
+    never resumed (see :func:`resumed_request`), so nothing may tell the operator to resume it."""
+    if "-" in request.files:
+        return "targets"
+    if "-" in request.exclude_files:
+        return "exclusions"
+    return None
+
+
+def how_to_continue(journal: Path | str | None, command: str = "revoke", *, stdin: str | None = None) -> str:
+    """The command that carries on a stopped run: its ``--resume``, or (an input from stdin) a new run.
+
+    :param stdin: which input came from standard input (:func:`stdin_input`), if any.
+    """
     if stdin:
-        return f"its targets came from standard input, which a resume cannot read again: {STDIN_RERUN}"
+        rerun = STDIN_RERUN if stdin == "targets" else STDIN_EXCLUSIONS_RERUN
+        if command == "contain" and journal is not None:
+            # The new run reads the accounts this one disabled as already disabled, so its own undo
+            # leaves them alone: this run's journal must be undone too.
+            rerun += (
+                f". To undo later, undo both runs: `revoke-ops contain --undo --journal {journal}` re-enables the "
+                "accounts this run disabled, which the new run will find already disabled"
+            )
+        return f"its {stdin} came from standard input, which a resume cannot read again: {rerun}"
     if journal is None:
         return "run the same command again"
     return f"run `revoke-ops {command} --resume {journal}`"
@@ -202,8 +228,7 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
     if "-" in original.exclude_files:
         raise InputError(
             f"--resume {request.resume}: that run read its exclusions from standard input, which cannot be read "
-            "again, and an exclusion is never dropped; save them to a file and start a new run with "
-            "--exclude-file FILE (users already revoked are revoked again, harmlessly)"
+            f"again, and an exclusion is never dropped; {STDIN_EXCLUSIONS_RERUN}"
         )
     if input_digest(original) != state.header.get("inputDigest"):
         raise InputError(

@@ -40,6 +40,7 @@ from revoke_ops.request import (
     how_to_continue,
     input_digest,
     resumed_request,
+    stdin_input,
 )
 from revoke_ops.resolve import Capabilities, Plan, Privileged, find_privileged, resolve_exclusions, stream
 from revoke_ops.retry import READ
@@ -363,7 +364,7 @@ async def execute(
     if prepared.plan.ordering_stopped:
         warnings.append(prepared.plan.ordering_stopped)
     command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
-    stdin = "-" in prepared.request.files
+    stdin = stdin_input(prepared.request)
     incomplete = _stopped(summary, journal.path if journal else None, command, stdin=stdin) or _short_listing(
         prepared, summary, command
     )
@@ -408,7 +409,9 @@ async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]]
 SHORT_LISTING = 0.9
 
 
-def _stopped(summary: Summary, journal: Path | None, command: str = "revoke", *, stdin: bool = False) -> str | None:
+def _stopped(
+    summary: Summary, journal: Path | None, command: str = "revoke", *, stdin: str | None = None
+) -> str | None:
     """The engine stopped sending (tokens kept failing): say so, with how to carry on."""
     if not summary.stopped:
         return None

@@ -181,6 +181,44 @@ def test_a_run_fed_from_stdin_is_never_resumed_with_other_input(
     assert ops.revoked_ids(before) == sent, "nobody of the second list (or the first) was revoked by a resume"
 
 
+def test_a_run_whose_exclusions_came_from_stdin_is_not_told_to_resume(
+    ops: Ops, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A run with `--exclude-file -` cannot be resumed (an exclusion is never dropped): its stop used to
+    say "run revoke-ops revoke --resume J", which is then refused mid-incident. It says what to do."""
+    from tests.revoke_ops.test_engine import internal
+    from tests.revoke_ops.test_engine_faults import token_outage
+
+    people = internal(ops, 260, 120)
+    targets = tmp_path / "targets.txt"
+    targets.write_text("".join(f"{u.id}\n" for u in people))
+    journal = tmp_path / "j.jsonl"
+    token_outage(ops, monkeypatch, seconds=None)  # the run stops part-way: tokens kept failing
+    common = ("--yes", "--write-rate", "40", "--write-burst", "20", "--max-attempts", "3")
+    stopped = ops.cli(
+        "revoke", "--from-file", str(targets), "--exclude-file", "-", *common, "--journal", str(journal),
+        stdin=f"breakglass1@{DOMAIN}\n",
+    )  # fmt: skip
+    assert stopped.returncode == 1, stopped.stderr
+    assert "its exclusions came from standard input, which a resume cannot read again" in stopped.stderr
+    assert "start a new run with --exclude-file FILE" in stopped.stderr
+    assert f"--resume {journal}" not in stopped.stderr, "the hint must not point at a resume that is refused"
+    monkeypatch.undo()
+    refused = ops.cli("revoke", "--resume", str(journal), "--yes")
+    assert refused.returncode == 2 and "read its exclusions from standard input" in refused.stderr
+
+
+def test_a_contain_run_fed_from_stdin_says_both_journals_need_undoing() -> None:
+    """A new contain run finds the accounts an earlier one disabled already disabled, so its undo leaves
+    them alone: the advice to start a new run names the first journal's undo as well."""
+    from revoke_ops.request import how_to_continue
+
+    how = how_to_continue("/j/first.jsonl", "contain", stdin="targets")
+    assert "start a new run with --from-file FILE" in how
+    assert "`revoke-ops contain --undo --journal /j/first.jsonl`" in how and "--resume" not in how
+    assert "--undo" not in how_to_continue("/j/first.jsonl", "revoke", stdin="targets")
+
+
 def test_a_header_only_csv_and_an_empty_stdin_are_usage_errors(ops: Ops, tmp_path: Path):
     # Issue 11 #7: `failing-query | revoke-ops revoke --from-file - --yes` and a CSV with only its header
     # printed "revoked 0" and exited 0; no targets after reading the input is exit 2, like no target options.
