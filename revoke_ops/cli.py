@@ -18,6 +18,8 @@ import logging
 import os
 import signal
 import sys
+import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from revoke_ops.journal import default_journal_path, not_revoked
 from revoke_ops.outcomes import Outcome
 from revoke_ops.output import Progress, Writer, writer
 from revoke_ops.redact import RedactingFilter, redact
-from revoke_ops.request import how_to_continue
+from revoke_ops.request import how_to_continue, stdin_input
 
 __all__ = ["ExitCode", "main"]
 
@@ -263,7 +265,7 @@ def _interrupt_note(request: Any) -> Any:
         path = request.resume or request.journal
         if path is None or not Path(path).exists():
             return "nothing was started (no journal was written): nothing was changed"
-        how = how_to_continue(path, str(request.spec().get("command", "revoke")), stdin="-" in request.files)
+        how = how_to_continue(path, str(request.spec().get("command", "revoke")), stdin=stdin_input(request))
         return f"the journal {path} is intact: {how}"
 
     return note
@@ -368,24 +370,44 @@ def main(argv: list[str] | None = None) -> int:
     debug = getattr(args, "debug", False)
     _logging(args)
     out = writer(getattr(args, "output", "table"))
+    if threading.current_thread() is not threading.main_thread():
+        # Signals belong to the main thread (signal.signal raises elsewhere): a caller running main()
+        # in a worker thread keeps its own SIGTERM handling.
+        return _main(args, out, _Run(), debug)
     previous = signal.getsignal(signal.SIGTERM)
-    terminated = _stop_on_sigterm()
+    run = _stop_on_sigterm()
     try:
-        return _main(args, out, terminated, debug)
+        return _main(args, out, run, debug)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _main(args: argparse.Namespace, out: Writer, terminated: list[bool], debug: bool) -> int:
+@dataclass
+class _Run:
+    """The command's main task while it runs (what SIGTERM cancels), and whether SIGTERM came."""
+
+    terminated: bool = False
+    task: asyncio.Task[Any] | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _main(args: argparse.Namespace, out: Writer, run: _Run, debug: bool) -> int:
+    async def tracked() -> Any:
+        run.task, run.loop = asyncio.current_task(), asyncio.get_running_loop()
+        return await HANDLERS[args.command](args, out)
+
     try:
-        code = int(asyncio.run(HANDLERS[args.command](args, out)))
+        code = int(asyncio.run(tracked()))
         sys.stdout.flush()  # here, so that a reader gone early is handled below, not at exit
         return code
     except BrokenPipeError:
         # `| head`: the reader has gone. Say nothing; keep Python from complaining at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return getattr(args, "exit_code", ExitCode.BROKEN_PIPE)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError) as err:
+        terminated = run.terminated
+        if isinstance(err, asyncio.CancelledError) and not terminated:
+            raise
         note = getattr(args, "interrupt_note", None)
         how, code = ("interrupted", ExitCode.INTERRUPTED)
         if terminated:
@@ -405,23 +427,33 @@ def _main(args: argparse.Namespace, out: Writer, terminated: list[bool], debug: 
         return ExitCode.NOT_ALL_REVOKED
 
 
-def _stop_on_sigterm() -> list[bool]:
+def _stop_on_sigterm() -> _Run:
     """SIGTERM stops a run the way Ctrl-C does: the batch in flight is journaled, the journal's ``end``
     line says the run was interrupted and the message names the journal to resume (without this a
-    `kill` or a CI/SOAR timeout ended the process with no end line and no word). Returns a flag set
-    when it happened."""
-    terminated: list[bool] = []
+    `kill` or a CI/SOAR timeout ended the process with no end line and no word). Returns what the
+    handler acts on, its ``terminated`` set when it happened.
+
+    It relays to the SIGINT handler in place: asyncio's (cancels the run's task) or, at the
+    confirmation question, Python's (raises at once). When SIGINT is ignored — a process started in
+    the background by a non-interactive shell inherits that — there is none, and the run's task is
+    cancelled directly, as asyncio does for Ctrl-C: never a KeyboardInterrupt at an arbitrary point
+    of the engine (say, inside a journal write).
+    """
+    run = _Run()
 
     def on_sigterm(signum: int, frame: Any) -> None:
-        terminated.append(True)
-        handler = signal.getsignal(signal.SIGINT)  # asyncio's (cancels the run) or Python's (raises)
+        run.terminated = True
+        handler = signal.getsignal(signal.SIGINT)
         if callable(handler):
             handler(signal.SIGINT, frame)
+        elif run.task is not None and run.loop is not None and not run.task.done():
+            run.task.cancel()
+            run.loop.call_soon_threadsafe(lambda: None)  # wake the loop to deliver the cancellation
         else:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    return terminated
+    return run
 
 
 def _error_out(out: Writer, message: str, code: int, error_code: str | None) -> None:

@@ -237,3 +237,27 @@ def test_the_question_counts_the_runs_exclusions_and_privileged_targets(ops: Ops
     assert "(1 excluded, 2 privileged first)" in seen, seen
     assert "stopped at the confirmation: nothing was changed" in seen
     assert ops.revoked_ids(before) == []
+
+
+def test_main_runs_in_a_worker_thread(ops: Ops, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    """A SOAR integration may call ``revoke_ops.cli.main`` from a thread pool: signal handlers can only
+    be installed in the main thread, and main() raised ValueError there instead of giving an exit code."""
+    import threading
+
+    from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV
+    from revoke_ops.cli import main
+
+    monkeypatch.setenv(ALLOW_CUSTOM_CLOUD_ENV, "1")
+    codes: list[object] = []
+
+    def call() -> None:
+        try:
+            codes.append(main(["bundle", "check", str(ops.bundle), "--output", "json"]))
+        except BaseException as err:  # noqa: BLE001  # what the caller's thread would see
+            codes.append(err)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    worker.join(60)
+    assert codes == [0], codes
+    assert json.loads(capsys.readouterr().out)

@@ -12,6 +12,8 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.revoke_ops.conftest import DOMAIN, Ops
 
 
@@ -48,7 +50,10 @@ def test_a_completed_run_is_accounted_for_with_exclusions(ops: Ops, tmp_path: Pa
     assert "accounted    3" in verify.stdout
 
 
-def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incomplete(ops: Ops, tmp_path: Path):
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incomplete(
+    ops: Ops, tmp_path: Path, sigint: str
+):
     # Issue 11 #6: a SIGTERM (a CI/SOAR timeout, `kill`) at 280 of 300 ended the process with no word and
     # no end line. It stops as Ctrl-C does: the journal's end line says the run did not complete (with a
     # duration that is never negative), the message names the journal, and verify exits 1 listing the
@@ -61,7 +66,12 @@ def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incompl
     command = [str(exe), "revoke", "--credentials", str(ops.bundle), "--from-file", str(targets), "--yes"]
     command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.02", "--concurrency", "1"]
     env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # "ignored": started in the background by a non-interactive shell, the process inherits SIGINT
+    # ignored, so there is no Ctrl-C handler to relay SIGTERM to: the run's task is cancelled directly.
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore
+    )
     try:
         deadline = time.monotonic() + 60
         while '"type":"outcome"' not in (journal.read_text() if journal.exists() else ""):
