@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from revoke_ops.classify import Decision, classify_batch
+from revoke_ops.classify import Decision, Retry, classify_batch
 from revoke_ops.directory import Exclusions
 from revoke_ops.engine import Engine, Send
 from revoke_ops.errors import AuthError, TransientAuthError, TransportError, UnreadableResponseError
@@ -138,7 +138,8 @@ async def patch_accounts(
     come from ``pacer``. Answers are read by :func:`revoke_ops.classify.classify_batch`, like the
     revocation engine's; the waits come from ``policy`` (Retry-After in either form, capped at
     ``--max-retry-wait``; backoff with jitter otherwise) as a shared pause of the pacer. The PATCH is
-    idempotent, so an answer that cannot be read is sent again. Returns each ref's step.
+    idempotent, so an answer that cannot be read (or is missing) is sent again; after a 401 the token
+    is renewed first. Returns each ref's step.
     """
     done: dict[str, StepRecord] = {}
     pending = list(refs)
@@ -155,19 +156,13 @@ async def patch_accounts(
         ]
         retry: list[str] = []
         asked: float | None = None
+        refused = False  # Graph answered 401: the token is renewed before sending again
         try:
             response = await session.batch(items, client_request_id=crid)
-        except (TransientAuthError, TransportError) as err:
+        except (TransientAuthError, TransportError, UnreadableResponseError) as err:
             retry, reason = list(pending), str(err)
         except AuthError as err:
-            for ref in pending:
-                done[ref] = StepRecord(ref, Step.FAILED, "NoToken", None, str(err), None, crid, sent_at)
-            return done
-        except UnreadableResponseError as err:
-            for ref in pending:
-                why = f"{err}; the change may have happened: check the account"
-                done[ref] = StepRecord(ref, Step.FAILED, "UnreadableResponse", None, why, None, crid, sent_at)
-            return done
+            return done | _no_token(pending, err, crid, sent_at)
         else:
             answer = {"status": response.status, "headers": response.headers, "body": response.body}
             decisions = classify_batch(answer, len(pending), now=datetime.now(UTC))
@@ -175,11 +170,19 @@ async def patch_accounts(
             for ref, decision in zip(pending, decisions, strict=True):
                 if decision.retry is not None or decision.code in _SEND_AGAIN:
                     retry.append(ref)
+                    refused = refused or decision.retry is Retry.TOKEN
                     if decision.retry_after is not None:
                         asked = max(asked or 0.0, decision.retry_after)
                     reason = f"HTTP {decision.status} {decision.code or ''}".strip()
                 else:
                     done[ref] = _step_of(ref, decision, enabled, crid, sent_at)
+        if refused and not policy.is_exhausted(attempt):
+            try:
+                await session.renew_token()  # the cached token was refused (CAE, say): never resend it
+            except TransientAuthError as err:
+                reason = str(err)
+            except AuthError as err:
+                return done | _no_token(retry, err, crid, sent_at)
         if retry and policy.is_exhausted(attempt):
             for ref in retry:
                 done[ref] = StepRecord(
@@ -197,6 +200,10 @@ async def patch_accounts(
             pacer.pause(wait.seconds)
         pending = retry
     return done
+
+
+def _no_token(refs: list[str], err: AuthError, crid: str, sent_at: str) -> dict[str, StepRecord]:
+    return {ref: StepRecord(ref, Step.FAILED, "NoToken", None, str(err), None, crid, sent_at) for ref in refs}
 
 
 #: Codes :func:`classify_batch` settles as failed (a revocation may have happened) that a PATCH sends again.

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from revoke_ops.bundle import ALLOW_CUSTOM_CLOUD_ENV
 from tests.revoke_ops.conftest import DOMAIN, FULL, Ops, write_bundle
@@ -231,14 +232,15 @@ def test_a_throttled_disable_honours_the_retry_after_cap_and_still_contains_ever
     journal = tmp_path / "throttled.jsonl"
     # Aimed at the PATCHes: throttling the before-state reads as well would (rightly) leave some
     # accounts' state unknown, and undo would then leave them disabled.
-    sandbox.settings(faults={"item_429": 0.5, "retry_after": 3600, "only": "PATCH users/"})
+    # At most 15 injections: an unlimited 50 % could throttle one user on all ten attempts (~2 % a run).
+    sandbox.settings(faults={"item_429": 0.5, "retry_after": 3600, "only": "PATCH users/", "limit": 15})
     try:
         result = ops.cli(
             "contain", "--group", group_id, "--exclude", f"breakglass1@{DOMAIN}", "--yes", "-v",
             "--max-retry-wait", "0.2", "--journal", str(journal), "--output", "json",
         )  # fmt: skip
     finally:
-        sandbox.settings(faults={"item_429": 0.0, "retry_after": 1, "only": ""})
+        sandbox.settings(faults={"item_429": 0.0, "retry_after": 1, "only": "", "limit": 0})
     assert result.returncode == 0, result.stderr
     assert "accountEnabled: Graph asked to wait 3600 s; waiting 0 s (--max-retry-wait)" in result.stderr
     body = json.loads(result.stdout)
@@ -247,3 +249,44 @@ def test_a_throttled_disable_honours_the_retry_after_cap_and_still_contains_ever
     undone = ops.cli("contain", "--undo", "--journal", str(journal), "--yes", "--output", "json")
     assert undone.returncode == 0, undone.stderr
     assert all(u.account_enabled for u in users)
+
+
+def test_a_refused_token_while_disabling_is_renewed_not_resent(
+    sandbox: Running, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Graph answers 401 to the disable batches while the token is the one it refused (continuous
+    access evaluation revoked it, say): contain renews the token and carries on. Was: the same
+    cached token resent ten times, minutes of backoff, then every account in the batch failed."""
+    from sandbox.graph.base import Request, Response
+    from tests.revoke_ops.test_engine_faults import Handler, count_tokens, wrap_graph
+
+    ops = contain_ops(sandbox, tmp_path, "contain-401")
+    group_id, users = incident_group(sandbox, "incident-401", 10)
+    for user in users:
+        sandbox.sandbox.call(setattr, user, "account_enabled", True)
+    refused_token: list[str] = []
+    answered = [0]
+
+    def wrap(original: Handler, request: Request, auth: str | None) -> Response:
+        patch = request.path == "/$batch" and not request.in_batch and '"PATCH"' in json.dumps(request.body)
+        if patch and auth is not None and (not refused_token or auth == refused_token[0]):
+            refused_token[:1] = [auth]
+            answered[0] += 1
+            error = {
+                "code": "InvalidAuthenticationToken",
+                "message": "Continuous access evaluation resulted in claims challenge",
+            }
+            return Response(401, {"error": error}, {"WWW-Authenticate": 'Bearer error="insufficient_claims"'})
+        return original(request, auth)
+
+    wrap_graph(ops, monkeypatch, wrap)
+    tokens = count_tokens(ops, monkeypatch)
+    result = ops.cli(
+        "contain", "--group", group_id, "--exclude", f"breakglass1@{DOMAIN}", "--yes", "--max-retry-wait", "1",
+        "--journal", str(tmp_path / "j.jsonl"), "--output", "json",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["contain"]["steps"] == {"disabled": len(users)}
+    assert all(not u.account_enabled for u in users)
+    assert answered[0] == 1, "the refused token was never sent again"
+    assert tokens() >= 2, "a new token came from the identity platform"
