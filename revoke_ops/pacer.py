@@ -48,7 +48,12 @@ class Pacer:
             self.updated = now
 
     async def acquire(self, n: int) -> None:
-        """Wait until ``n`` writes may be sent (requests larger than the bucket are capped)."""
+        """Wait until ``n`` writes may be sent.
+
+        A request larger than the bucket (a batch of 20 with ``--write-burst`` below 20) goes once the
+        bucket is full and leaves it owing the rest: the next one waits for the debt to refill too, so
+        the rate asked for holds (capping the cost at the bucket sent 20/burst times the rate).
+        """
         need = min(float(n), self.capacity)
         async with self._lock:
             while True:
@@ -59,7 +64,7 @@ class Pacer:
                     continue
                 self._refill()
                 if self.tokens >= need - _EPSILON:
-                    self.tokens = max(0.0, self.tokens - need)
+                    self.tokens = max(0.0, self.tokens - need) - (float(n) - need)
                     return
                 await self.clock.sleep(max(_MIN_WAIT, (need - self.tokens) / self.rate))
 

@@ -29,6 +29,24 @@ def test_pacer_allows_the_burst_then_the_rate() -> None:
     asyncio.run(go())
 
 
+def test_a_batch_larger_than_the_burst_keeps_to_the_rate() -> None:
+    # With --write-burst 1 a batch of 20 cost one token: 20 writes a second at --write-rate 1, and an
+    # ETA twenty times too long. The first batch goes at once; the bucket owes the rest.
+    clock = FakeClock()
+    pacer = Pacer(clock, burst=1, rate=1)
+
+    async def go() -> None:
+        await pacer.acquire(20)
+        assert clock.now == 0
+        assert pacer.eta(20) == pytest.approx(39.0)  # 19 owed, then 20 more at 1/s
+        await pacer.acquire(20)
+        assert clock.now == pytest.approx(20.0)  # 20 writes a second time: 20 s at 1/s
+        await pacer.acquire(20)
+        assert clock.now == pytest.approx(40.0)
+
+    asyncio.run(go())
+
+
 @pytest.mark.parametrize(
     ("rate", "pause", "need"),
     [(20.0, 7.0, 1), (20.0, 1.0, 3), (18.0, 9.0, 20), (16.2, 0.3, 1), (14.58, 7.0, 10)],
