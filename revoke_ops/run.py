@@ -365,12 +365,12 @@ async def execute(
         warnings.append(prepared.plan.ordering_stopped)
     command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
     stdin = stdin_input(prepared.request)
-    incomplete = _stopped(summary, journal.path if journal else None, command, stdin=stdin) or _short_listing(
-        prepared, summary, command
+    journal_path = journal.path if journal else None
+    incomplete = _stopped(summary, journal_path, command, stdin=stdin) or _short_listing(
+        prepared, summary, how_to_continue(journal_path, command, stdin=stdin)
     )
     if incomplete:
-        warnings.append(incomplete)
-        log.warning("%s", incomplete)
+        warnings.append(incomplete)  # the CLI prints the warnings (once); API callers read them
     return RunResult(
         summary, journal.path if journal else None, prepared.confirmation.operator, would, warnings, incomplete
     )
@@ -419,7 +419,7 @@ def _stopped(
     return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, {how}"
 
 
-def _short_listing(prepared: Prepared, summary: Summary, command: str = "revoke") -> str | None:
+def _short_listing(prepared: Prepared, summary: Summary, how: str) -> str | None:
     """A remote listing that ended far below Graph's count: reported, never called success."""
     expected = prepared.confirmation.targets
     if prepared.confirmation.targets_basis != "estimate" or expected is None or prepared.resumed:
@@ -429,7 +429,7 @@ def _short_listing(prepared: Prepared, summary: Summary, command: str = "revoke"
         return None
     return (
         f"the listing ended after {seen} user(s) where Microsoft Graph counted about {expected}: it may have "
-        f"been cut short. Run `revoke-ops {command} --resume JOURNAL` (or the same command again) and compare"
+        f"been cut short: {how}, and compare"
     )
 
 

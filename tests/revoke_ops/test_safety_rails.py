@@ -276,13 +276,15 @@ def test_a_listing_far_below_graphs_count_is_reported_not_success():
     summary = Summary()
     summary.counts["revoked"] = 10
     prepared: Any = SimpleNamespace(confirmation=confirmation, resumed=False)
-    reason = _short_listing(prepared, summary)
+    how = "run `revoke-ops revoke --resume /j.jsonl`"
+    reason = _short_listing(prepared, summary, how)
     assert reason and "ended after 10 user(s) where Microsoft Graph counted about 980" in reason
+    assert f"cut short: {how}, and compare" in reason
     assert RunResult(summary, None, None, incomplete=reason).exit_code == 1
     summary.counts["revoked"] = 960  # within $count's eventual consistency
-    assert _short_listing(prepared, summary) is None
+    assert _short_listing(prepared, summary, how) is None
     listed = Confirmation("t", 980, "listed", None, 0, None, 0, False, None, False)
-    assert _short_listing(SimpleNamespace(confirmation=listed, resumed=False), Summary()) is None  # type: ignore[arg-type]
+    assert _short_listing(SimpleNamespace(confirmation=listed, resumed=False), Summary(), how) is None  # type: ignore[arg-type]
 
 
 def test_a_503_storm_while_resolving_exclusions_is_a_service_failure_and_changes_nothing(ops: Ops):
