@@ -47,25 +47,6 @@ def journal_rows(path: Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]
     return disables, outcomes
 
 
-def _contain(lc: Lifecycle, step: str, user: str, journal: Path, accept: tuple[int, ...]) -> None:
-    lc._ops(
-        step,
-        "contain",
-        "--user",
-        user,
-        "--credentials",
-        str(lc.bundle_path),
-        "--yes",
-        "--reason",
-        f"revoke-sessions acceptance test ({step})",
-        "--journal",
-        str(journal),
-        "--output",
-        "json",
-        accept=accept,
-    )
-
-
 def _await_enabled(lc: Lifecycle, step: str, user: str, wanted: bool) -> None:
     """Poll Graph until the account reads ``wanted`` (or the settle time is up)."""
     deadline = time.monotonic() + lc.settings.settle
@@ -100,7 +81,7 @@ def contain_cloud_user(lc: Lifecycle) -> str:
     found: Any = None
     after: datetime | None = None
     try:
-        _contain(lc, step, user, journal, (0,))
+        lc.bulk_run(step, "contain", "--user", user, journal=journal)
         disables, outcomes = journal_rows(journal)
         found = (disables.get(user.lower()) or {}).get("step")
         if found not in ("disabled", "already_disabled") or outcomes.get(user.lower()) != "revoked":
@@ -127,7 +108,8 @@ def contain_synced_user(lc: Lifecycle) -> str:
     journal = lc.workdir / "journal-contain-synced.jsonl"
     before = lc.valid_from_before(user)
     sent = datetime.now(UTC)
-    _contain(lc, step, user, journal, (0, 1))  # 1: not contained, which is what we expect
+    # exit 1: not contained, which is what we expect
+    lc.bulk_run(step, "contain", "--user", user, journal=journal, accept=(0, 1))
     disables, outcomes = journal_rows(journal)
     record = disables.get(user.lower()) or {}
     if _undo_if_disabled(lc, step, user, journal):

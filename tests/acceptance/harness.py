@@ -202,6 +202,16 @@ class Lifecycle:
     ) -> subprocess.CompletedProcess[str]:
         return self._run(step, [self.revoke_ops, *args], interactive=interactive, accept=accept)
 
+    def bulk_run(
+        self, step: str, command: str, *args: str, journal: Path, accept: tuple[int, ...] = (0,)
+    ) -> subprocess.CompletedProcess[str]:
+        """``revoke-ops revoke|contain`` with the stack's bundle, no question, the step as reason, a journal."""
+        reason = f"revoke-sessions acceptance test ({step})"
+        return self._ops(
+            step, command, *args, "--credentials", str(self.bundle_path), "--yes", "--reason", reason,
+            "--journal", str(journal), "--output", "json", accept=accept,
+        )  # fmt: skip
+
     def _step(self, name: str, action: Callable[[], str]) -> None:
         try:
             detail = action()
@@ -393,20 +403,7 @@ class Lifecycle:
         before = self.valid_from_before(user)
         journal = self.workdir / f"journal-{step.replace(' ', '-')}.jsonl"
         sent = datetime.now(UTC)
-        self._ops(
-            step,
-            "revoke",
-            *args,
-            "--credentials",
-            str(self.bundle_path),
-            "--yes",
-            "--reason",
-            f"revoke-sessions acceptance test ({step})",
-            "--journal",
-            str(journal),
-            "--output",
-            "json",
-        )
+        self.bulk_run(step, "revoke", *args, journal=journal)
         outcomes = {
             r.get("id"): r.get("outcome")
             for r in map(json.loads, journal.read_text("utf-8").splitlines())

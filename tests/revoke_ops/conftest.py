@@ -126,3 +126,33 @@ def ops(sandbox: Running, tmp_path: Path, request: pytest.FixtureRequest) -> Ops
 
 def run_async(coro: Any) -> Any:
     return asyncio.run(coro)
+
+
+def signal_after_first_outcome(
+    ops: Ops, users: list[Any], journal: Path, signum: int, *, rate: str, preexec_fn: Any = None
+) -> tuple[int, str]:
+    """Revoke ``users`` paced one batch at a time (``--write-burst 1``, ``--write-rate rate``) and send
+    ``signum`` once the journal holds a first outcome; returns the exit code and stderr."""
+    import time
+
+    targets = journal.with_suffix(".targets.txt")
+    targets.write_text("".join(f"{u.id}\n" for u in users))
+    command = [str(Path(sys.executable).parent / "revoke-ops"), "revoke", "--credentials", str(ops.bundle)]
+    command += ["--from-file", str(targets), "--yes", "--journal", str(journal)]
+    command += ["--write-burst", "1", "--write-rate", rate, "--concurrency", "1"]
+    env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=preexec_fn
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while '"type":"outcome"' not in (journal.read_text() if journal.exists() else ""):
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signum)
+        _out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.returncode, err

@@ -10,9 +10,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +17,7 @@ import pytest
 
 from revoke_ops.errors import InputError
 from revoke_ops.journal import Journal, read_journal
-from tests.revoke_ops.conftest import Ops
+from tests.revoke_ops.conftest import Ops, signal_after_first_outcome
 
 
 def _write(path: Path, outcomes: int = 3) -> None:
@@ -213,27 +210,9 @@ def test_resume_and_verify_refuse_an_edited_journal(ops: Ops, tmp_path: Path):
 
 
 def test_ctrl_c_mid_run_ends_the_journal_as_interrupted_and_names_it(ops: Ops, tmp_path: Path):
-    people = _users(ops, 30, 440)
-    targets = tmp_path / "t.txt"
-    targets.write_text("".join(f"{u.id}\n" for u in people))
     journal = tmp_path / "j.jsonl"
-    exe = Path(sys.executable).parent / "revoke-ops"
-    command = [str(exe), "revoke", "--credentials", str(ops.bundle), "--from-file", str(targets), "--yes"]
-    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.2", "--concurrency", "1"]
-    env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while '"type":"outcome"' not in (journal.read_text() if journal.exists() else ""):
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 130, err
+    returncode, err = signal_after_first_outcome(ops, _users(ops, 30, 440), journal, signal.SIGINT, rate="0.2")
+    assert returncode == 130, err
     assert f"--resume {journal}" in err
     end = _lines(journal)[-1]
     assert end["type"] == "end" and end["completed"] is False and end["stoppedBy"] == "interrupted"

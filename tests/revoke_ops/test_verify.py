@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.revoke_ops.conftest import DOMAIN, Ops
+from tests.revoke_ops.conftest import DOMAIN, Ops, signal_after_first_outcome
 
 
 def test_not_found_targets_are_not_accounted_for_and_a_dry_run_says_so_first(ops: Ops, tmp_path: Path):
@@ -59,31 +55,12 @@ def test_a_run_stopped_by_sigterm_ends_its_journal_and_verify_says_it_is_incompl
     # duration that is never negative), the message names the journal, and verify exits 1 listing the
     # targets never attempted.
     people = [u for u in ops.run.sandbox.tenant.users[400:460] if u.user_type == "Member"][:30]
-    targets = tmp_path / "t.txt"
-    targets.write_text("".join(f"{u.id}\n" for u in people))
     journal = tmp_path / "j.jsonl"
-    exe = Path(sys.executable).parent / "revoke-ops"
-    command = [str(exe), "revoke", "--credentials", str(ops.bundle), "--from-file", str(targets), "--yes"]
-    command += ["--journal", str(journal), "--write-burst", "1", "--write-rate", "0.02", "--concurrency", "1"]
-    env = {**os.environ, "SSL_CERT_FILE": ops.run.ca, "REQUESTS_CA_BUNDLE": ops.run.ca}
     # "ignored": started in the background by a non-interactive shell, the process inherits SIGINT
     # ignored, so there is no Ctrl-C handler to relay SIGTERM to: the run's task is cancelled directly.
     ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" else None
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while '"type":"outcome"' not in (journal.read_text() if journal.exists() else ""):
-            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
-            time.sleep(0.05)
-        process.send_signal(signal.SIGTERM)
-        _out, err = process.communicate(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    assert process.returncode == 143, err
+    returncode, err = signal_after_first_outcome(ops, people, journal, signal.SIGTERM, rate="0.02", preexec_fn=ignore)
+    assert returncode == 143, err
     assert f"terminated (SIGTERM); the journal {journal} is intact" in err and f"--resume {journal}" in err
     end = json.loads(journal.read_text().splitlines()[-1])
     assert end["type"] == "end" and end["completed"] is False and end["stoppedBy"] == "interrupted"
