@@ -219,13 +219,14 @@ def resumed_request(request: RevokeRequest, state: JournalState) -> tuple[Revoke
             + "; ".join(differs)
             + ". Give --resume alone (exclusions may be added), or start a new run"
         )
-    if "-" in original.files:
+    stdin = stdin_input(original)  # the same rule decides what a stopped run tells the operator
+    if stdin == "targets":
         raise InputError(
             f"--resume {request.resume}: that run read its targets from standard input, which cannot be read "
             "again the same way (a resume fed another list would revoke the wrong users and leave the first "
             f"list's rest unrevoked); nothing was changed. {STDIN_RERUN}"
         )
-    if "-" in original.exclude_files:
+    if stdin == "exclusions":
         raise InputError(
             f"--resume {request.resume}: that run read its exclusions from standard input, which cannot be read "
             f"again, and an exclusion is never dropped; {STDIN_EXCLUSIONS_RERUN}"

@@ -364,11 +364,8 @@ async def execute(
     if prepared.plan.ordering_stopped:
         warnings.append(prepared.plan.ordering_stopped)
     command = str(prepared.request.spec().get("command", "revoke"))  # contain runs resume with contain
-    stdin = stdin_input(prepared.request)
-    journal_path = journal.path if journal else None
-    incomplete = _stopped(summary, journal_path, command, stdin=stdin) or _short_listing(
-        prepared, summary, how_to_continue(journal_path, command, stdin=stdin)
-    )
+    how = how_to_continue(journal.path if journal else None, command, stdin=stdin_input(prepared.request))
+    incomplete = _stopped(summary, how) or _short_listing(prepared, summary, how)
     if incomplete:
         warnings.append(incomplete)  # the CLI prints the warnings (once); API callers read them
     return RunResult(
@@ -389,8 +386,8 @@ async def _stop_when_reading_fails(items: AsyncIterator[Item], failed: list[str]
     except RevokeOpsError as err:
         if not handed:
             raise
+        # said once, by the run's stopped message
         failed.append(f"reading the targets failed part-way (the users read before it were sent): {err}")
-        log.warning("%s", failed[0])
 
 
 async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]], None]) -> AsyncIterator[Item]:
@@ -409,13 +406,11 @@ async def _tap(items: AsyncIterator[Item], on_settled: Callable[[dict[str, Any]]
 SHORT_LISTING = 0.9
 
 
-def _stopped(
-    summary: Summary, journal: Path | None, command: str = "revoke", *, stdin: str | None = None
-) -> str | None:
-    """The engine stopped sending (tokens kept failing): say so, with how to carry on."""
+def _stopped(summary: Summary, how: str) -> str | None:
+    """The engine stopped sending (tokens kept failing, a read failed part-way): say so, with ``how``
+    to carry on (:func:`revoke_ops.request.how_to_continue`)."""
     if not summary.stopped:
         return None
-    how = how_to_continue(journal, command, stdin=stdin)
     return f"the run stopped before every user was sent: {summary.stopped}. When it is fixed, {how}"
 
 
